@@ -1,0 +1,129 @@
+//! The `hl7bridge` command.
+
+mod serve;
+mod tail;
+mod topics;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{parse_bytes, Config};
+
+#[derive(Debug, Parser)]
+#[command(name = "hl7bridge", version, about = "HL7 v2 over MLLP, ACKed only after durable storage")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Listen for MLLP and store every message before ACKing it.
+    Serve(ServeArgs),
+    /// List topics with their partitions and record counts.
+    Topics(StoreArgs),
+    /// Print records of a topic as JSON Lines (or raw HL7).
+    Tail(tail::TailArgs),
+}
+
+/// Settings shared by every command that opens the store.
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// TOML config file.
+    #[arg(long, env = "HL7BRIDGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Embedded store directory [default: ./hl7bridge-data].
+    #[arg(long, env = "HL7BRIDGE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, env = "HL7BRIDGE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// MLLP listen address [default: 127.0.0.1:2575].
+    #[arg(long, env = "HL7BRIDGE_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Partitions of each new topic [default: 6].
+    #[arg(long, env = "HL7BRIDGE_PARTITIONS")]
+    partitions: Option<u32>,
+    /// Raw topic prefix [default: hl7v2.].
+    #[arg(long, env = "HL7BRIDGE_TOPIC_PREFIX")]
+    topic_prefix: Option<String>,
+    /// Extra message types to accept (comma-separated, e.g. SIU,MDM).
+    #[arg(long, env = "HL7BRIDGE_ACCEPT_TYPES", value_delimiter = ',')]
+    accept_types: Option<Vec<String>>,
+    /// CX-5 identifier types for the patient key, in order [default: MR,PI].
+    #[arg(long, env = "HL7BRIDGE_PATIENT_ID_TYPES", value_delimiter = ',')]
+    patient_id_types: Option<Vec<String>>,
+    /// Charset for undeclared non-UTF-8 input: windows-1252, 8859/1 or none [default: windows-1252].
+    #[arg(long, env = "HL7BRIDGE_CHARSET_FALLBACK")]
+    charset_fallback: Option<String>,
+    /// Largest MLLP payload, e.g. 1MiB [default: 1MiB].
+    #[arg(long, env = "HL7BRIDGE_MAX_MESSAGE_BYTES", value_parser = parse_bytes)]
+    max_message_bytes: Option<usize>,
+    /// Concurrent connections [default: 1024].
+    #[arg(long, env = "HL7BRIDGE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Frames in flight per connection (pipelining) [default: 16].
+    #[arg(long, env = "HL7BRIDGE_MAX_IN_FLIGHT")]
+    max_in_flight: Option<usize>,
+    /// Longest time to receive one frame, e.g. 30s [default: 30s].
+    #[arg(long, env = "HL7BRIDGE_FRAME_TIMEOUT", value_parser = humantime::parse_duration)]
+    frame_timeout: Option<Duration>,
+    /// Close connections idle this long, e.g. 15m [default: 15m].
+    #[arg(long, env = "HL7BRIDGE_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
+    idle_timeout: Option<Duration>,
+    /// Answer AE/CE if storage has not confirmed within this, e.g. 10s [default: 10s].
+    #[arg(long, env = "HL7BRIDGE_ACK_TIMEOUT", value_parser = humantime::parse_duration)]
+    ack_timeout: Option<Duration>,
+}
+
+impl StoreArgs {
+    /// File config with this command's overrides applied.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut c = Config::load(self.config.as_deref())?;
+        if let Some(v) = &self.data_dir {
+            c.data_dir = v.clone();
+        }
+        if let Some(v) = &self.log_format {
+            c.log_format = v.clone();
+        }
+        Ok(c)
+    }
+}
+
+impl ServeArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut c = self.store.config()?;
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = v.clone(); } )* };
+        }
+        set!(listen, partitions, topic_prefix, accept_types, patient_id_types, charset_fallback,
+             max_message_bytes, max_connections, max_in_flight, frame_timeout, idle_timeout, ack_timeout);
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Topics(args) => topics::run(args),
+        Command::Tail(args) => tail::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hl7bridge: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

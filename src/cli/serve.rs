@@ -1,0 +1,85 @@
+//! `hl7bridge serve`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use super::ServeArgs;
+use crate::config::Config;
+use crate::hl7::{Charset, ReadOptions};
+use crate::intake::{Intake, IntakeConfig};
+use crate::log::embedded::{EmbeddedConfig, EmbeddedLog};
+use crate::server::{ConnectionLimits, Server};
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let cfg = args.config()?;
+    crate::telemetry::init(&cfg.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(serve(cfg))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn intake_config(cfg: &Config) -> anyhow::Result<IntakeConfig> {
+    Ok(IntakeConfig {
+        topic_prefix: cfg.topic_prefix.clone(),
+        accept_types: cfg.accept_types.clone(),
+        patient_id_types: cfg.patient_id_types.clone(),
+        read: ReadOptions {
+            charset_fallback: Charset::fallback_from_config(&cfg.charset_fallback)?,
+        },
+    })
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let mut store = EmbeddedConfig::new(&cfg.data_dir);
+    store.partitions = cfg.partitions;
+    let log = Arc::new(
+        EmbeddedLog::open(store).with_context(|| format!("opening the embedded store in {}", cfg.data_dir.display()))?,
+    );
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding the MLLP listener to {}", cfg.listen))?;
+    let server = Server {
+        listener,
+        intake: Arc::new(Intake::new(intake_config(&cfg)?)),
+        log: log.clone(),
+        limits: ConnectionLimits {
+            max_message_bytes: cfg.max_message_bytes,
+            max_in_flight: cfg.max_in_flight,
+            frame_timeout: cfg.frame_timeout,
+            idle_timeout: cfg.idle_timeout,
+            ack_timeout: cfg.ack_timeout,
+        },
+        max_connections: cfg.max_connections,
+    };
+    // One line on stdout for scripts and tests: where we listen, where we store.
+    println!("hl7bridge listening on {} (embedded store at {})", server.local_addr()?, cfg.data_dir.display());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_on_shutdown(shutdown.clone()));
+    server.run(shutdown).await;
+    log.close();
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn signal_on_shutdown(token: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+            _ = int.recv() => tracing::info!(signal = "SIGINT", "shutdown requested"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    token.cancel();
+}

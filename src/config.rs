@@ -1,0 +1,166 @@
+//! Settings: TOML file, then `HL7BRIDGE_*` environment variables, then flags.
+//!
+//! clap reads each flag's environment variable itself, so a flag value is
+//! "flag, else env"; it overrides the file, which overrides the defaults here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// MLLP listen address.
+    pub listen: SocketAddr,
+    /// Where the embedded store lives.
+    pub data_dir: PathBuf,
+    /// Prefix of raw topics (`hl7v2.` gives `hl7v2.adt`, `hl7v2.dlq`).
+    pub topic_prefix: String,
+    /// Message types accepted besides ADT, ORU and ORM.
+    pub accept_types: Vec<String>,
+    /// Partitions of each new topic.
+    pub partitions: u32,
+    /// CX-5 identifier types, in order of preference, for the patient key.
+    pub patient_id_types: Vec<String>,
+    /// Charset for undeclared non-UTF-8 bytes (`windows-1252`, `8859/1`, or `none` to reject).
+    pub charset_fallback: String,
+    /// Largest MLLP payload accepted.
+    pub max_message_bytes: usize,
+    pub max_connections: usize,
+    /// Frames per connection being stored/answered at once (pipelining depth).
+    pub max_in_flight: usize,
+    /// Longest time from a start block to its end block.
+    #[serde(with = "humantime_serde")]
+    pub frame_timeout: Duration,
+    /// A connection with nothing in flight and no traffic is closed after this.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Longest wait for a durable append before answering AE/CE.
+    #[serde(with = "humantime_serde")]
+    pub ack_timeout: Duration,
+    /// `text` or `json`.
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2575)),
+            data_dir: PathBuf::from("./hl7bridge-data"),
+            topic_prefix: "hl7v2.".into(),
+            accept_types: Vec::new(),
+            partitions: 6,
+            patient_id_types: vec!["MR".into(), "PI".into()],
+            charset_fallback: "windows-1252".into(),
+            max_message_bytes: 1024 * 1024,
+            max_connections: 1024,
+            max_in_flight: 16,
+            frame_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(15 * 60),
+            ack_timeout: Duration::from_secs(10),
+            log_format: "text".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid setting {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl Config {
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else { return Ok(Self::default()) };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let cfg: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        Ok(cfg)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |name, reason: &str| Err(ConfigError::Invalid { name, reason: reason.into() });
+        if self.partitions == 0 {
+            return invalid("partitions", "must be at least 1");
+        }
+        if self.max_message_bytes < 64 {
+            return invalid("max_message_bytes", "must be at least 64 bytes");
+        }
+        if self.max_connections == 0 {
+            return invalid("max_connections", "must be at least 1");
+        }
+        if self.max_in_flight == 0 {
+            return invalid("max_in_flight", "must be at least 1");
+        }
+        for (name, d) in [("frame_timeout", self.frame_timeout), ("idle_timeout", self.idle_timeout), ("ack_timeout", self.ack_timeout)] {
+            if d.is_zero() {
+                return invalid(name, "must be greater than zero");
+            }
+        }
+        if !self.topic_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            return invalid("topic_prefix", "may contain only ASCII letters, digits, '.', '_' and '-'");
+        }
+        if crate::hl7::Charset::fallback_from_config(&self.charset_fallback).is_err() {
+            return invalid("charset_fallback", "unknown character set (try windows-1252, 8859/1 or none)");
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return invalid("log_format", "must be text or json");
+        }
+        Ok(())
+    }
+}
+
+/// Parses a byte size: `1048576`, `512KiB`, `1MiB`, `2MB`.
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num.parse().map_err(|_| format!("invalid byte size {s:?}"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1024,
+        "m" | "mb" => 1000 * 1000,
+        "mib" => 1024 * 1024,
+        _ => return Err(format!("invalid byte size unit in {s:?} (use B, KiB, MiB, KB or MB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("byte size {s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_contract() {
+        let c = Config::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:2575");
+        assert_eq!(c.max_message_bytes, 1 << 20);
+        assert_eq!(c.ack_timeout, Duration::from_secs(10));
+        assert_eq!(c.frame_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_connections, 1024);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn toml_durations_are_human_readable_and_typos_are_errors() {
+        let c: Config = toml::from_str("ack_timeout = \"250ms\"\nidle_timeout = \"2m\"").unwrap();
+        assert_eq!(c.ack_timeout, Duration::from_millis(250));
+        assert_eq!(c.idle_timeout, Duration::from_secs(120));
+        assert!(toml::from_str::<Config>("ack_timout = \"1s\"").is_err());
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_bytes("512KiB"), Ok(512 * 1024));
+        assert_eq!(parse_bytes("2000"), Ok(2000));
+        assert!(parse_bytes("1XB").is_err());
+    }
+}

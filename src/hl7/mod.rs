@@ -1,0 +1,12 @@
+//! HL7 v2: reading messages, keys, batches and acknowledgements.
+pub mod ack;
+pub mod batch;
+pub mod charset;
+pub mod error;
+pub mod message;
+pub mod patient_key;
+
+pub use ack::{AckCode, AckMode, Disposition};
+pub use charset::Charset;
+pub use error::{ErrorCode, Reject};
+pub use message::{MessageHeader, ParsedMessage, ReadOptions};

@@ -1,0 +1,427 @@
+//! From a received frame to records and an ACK plan.
+//!
+//! This is the pure middle of the spine: no I/O. The connection hands it a
+//! frame, appends the records it returns to the log, and then asks it for the
+//! ACK bytes, telling it whether the append was durable. Keeping the decision
+//! "what to answer" here, separate from sockets and storage, is what lets the
+//! ACK rules be tested against the spec directly.
+
+use bytes::Bytes;
+use time::OffsetDateTime;
+
+use crate::hl7::ack::{ack_text, fallback_header, ControlIds, STORE_FAILED};
+use crate::hl7::batch::{self, Batch};
+use crate::hl7::message::{read, read_header_only, MessageHeader, ReadOptions};
+use crate::hl7::patient_key::{default_priority, patient_key};
+use crate::hl7::{AckCode, AckMode, Charset, Disposition, ErrorCode, Reject};
+use crate::log::Record;
+
+/// Record header names. Values never contain message content beyond MSH
+/// routing fields (which are not PHI).
+pub mod headers {
+    pub const MESSAGE_TYPE: &str = "hl7.message_type";
+    pub const TRIGGER_EVENT: &str = "hl7.trigger_event";
+    pub const MESSAGE_STRUCTURE: &str = "hl7.message_structure";
+    pub const CONTROL_ID: &str = "hl7.control_id";
+    pub const VERSION: &str = "hl7.version";
+    pub const PROCESSING_ID: &str = "hl7.processing_id";
+    pub const CHARSET: &str = "hl7.charset";
+    pub const SENDING_APPLICATION: &str = "hl7.sending_application";
+    pub const SENDING_FACILITY: &str = "hl7.sending_facility";
+    pub const RECEIVING_APPLICATION: &str = "hl7.receiving_application";
+    pub const RECEIVING_FACILITY: &str = "hl7.receiving_facility";
+    pub const PATIENT_KEY_MISSING: &str = "hl7.patient_key_missing";
+    pub const RECEIVED_AT: &str = "bridge.received_at";
+    pub const LISTENER: &str = "bridge.listener";
+    pub const PEER: &str = "bridge.peer";
+    pub const ERROR_CODE: &str = "error.code";
+    pub const ERROR_REASON: &str = "error.reason";
+    pub const TRUNCATED: &str = "dlq.truncated";
+}
+
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    /// Prefix of the raw topics: `hl7v2.` gives `hl7v2.adt`.
+    pub topic_prefix: String,
+    /// Message types accepted besides ADT, ORU and ORM (MSH-9.1, any case).
+    pub accept_types: Vec<String>,
+    /// CX-5 identifier types in order of preference for the patient key.
+    pub patient_id_types: Vec<String>,
+    pub read: ReadOptions,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        Self {
+            topic_prefix: "hl7v2.".into(),
+            accept_types: Vec::new(),
+            patient_id_types: default_priority(),
+            read: ReadOptions::default(),
+        }
+    }
+}
+
+impl IntakeConfig {
+    pub fn dlq_topic(&self) -> String {
+        format!("{}dlq", self.topic_prefix)
+    }
+}
+
+/// Who sent a frame and when.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub listener: String,
+    pub peer: String,
+    pub received_at: OffsetDateTime,
+}
+
+/// The verdict on one message and what its ACK needs.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub header: Option<MessageHeader>,
+    pub charset: Charset,
+    pub verdict: Result<(), Reject>,
+}
+
+impl Item {
+    /// The ACK code for this item, or None when MSH-15 asks for no ACK.
+    pub fn ack_code(&self, stored: bool) -> Option<AckCode> {
+        let mode = self.header.as_ref().map(AckMode::of).unwrap_or(AckMode::Original);
+        mode.code(self.disposition(stored))
+    }
+
+    fn disposition(&self, stored: bool) -> Disposition<'_> {
+        match (&self.verdict, stored) {
+            (_, false) => Disposition::Failed,
+            (Ok(()), true) => Disposition::Accepted,
+            (Err(r), true) => Disposition::Rejected(r),
+        }
+    }
+
+    pub fn control_id(&self) -> &str {
+        self.header.as_ref().map(|h| h.control_id.as_str()).unwrap_or("")
+    }
+}
+
+/// Everything decided about a frame before storage.
+#[derive(Debug)]
+pub struct FrameWork {
+    /// One record per message (to its topic, or to the dead-letter topic).
+    pub records: Vec<Record>,
+    pub items: Vec<Item>,
+    /// The batch envelope, when the frame was an FHS/BHS batch.
+    pub batch: Option<Batch>,
+}
+
+pub struct Intake {
+    cfg: IntakeConfig,
+    dlq_topic: String,
+    ids: ControlIds,
+}
+
+impl Intake {
+    pub fn new(cfg: IntakeConfig) -> Self {
+        Self {
+            dlq_topic: cfg.dlq_topic(),
+            cfg,
+            ids: ControlIds::default(),
+        }
+    }
+
+    pub fn config(&self) -> &IntakeConfig {
+        &self.cfg
+    }
+
+    /// Decides what to store for a complete frame.
+    pub fn frame(&self, frame: Bytes, origin: &Origin) -> FrameWork {
+        if batch::is_batch(&frame) {
+            let mut b = batch::split(&frame);
+            let messages = std::mem::take(&mut b.messages);
+            let (records, items) = messages.into_iter().map(|m| self.message(m, origin)).unzip();
+            return FrameWork {
+                records,
+                items,
+                batch: Some(b),
+            };
+        }
+        let (record, item) = self.message(frame, origin);
+        FrameWork {
+            records: vec![record],
+            items: vec![item],
+            batch: None,
+        }
+    }
+
+    /// Decides what to store for a frame that passed `max_message_bytes`:
+    /// its head goes to the dead-letter topic, marked truncated.
+    pub fn oversize(&self, head: Bytes, limit: usize, origin: &Origin) -> FrameWork {
+        let header = read_header_only(&head, self.cfg.read);
+        let reject = Reject::new(ErrorCode::ValueTooLong, "message exceeds the configured max_message_bytes");
+        let mut record = self.dead_letter(head, header.as_ref(), Charset::Ascii, &reject, origin);
+        record.headers.push((headers::TRUNCATED.into(), format!("true; limit {limit} bytes")));
+        FrameWork {
+            records: vec![record],
+            items: vec![Item {
+                header,
+                charset: Charset::Ascii,
+                verdict: Err(reject),
+            }],
+            batch: None,
+        }
+    }
+
+    fn message(&self, raw: Bytes, origin: &Origin) -> (Record, Item) {
+        let parsed = match read(&raw, self.cfg.read) {
+            Ok(p) => p,
+            Err(reject) => {
+                let header = read_header_only(&raw, self.cfg.read);
+                let record = self.dead_letter(raw, header.as_ref(), Charset::Ascii, &reject, origin);
+                return (record, Item { header, charset: Charset::Ascii, verdict: Err(reject) });
+            }
+        };
+        let Some(topic) = self.route(&parsed.header.message_type) else {
+            let reject = Reject::new(ErrorCode::UnsupportedMessageType, "message type is not accepted by this bridge")
+                .at_field("MSH", 9);
+            let record = self.dead_letter(raw, Some(&parsed.header), parsed.charset, &reject, origin);
+            return (record, Item { header: Some(parsed.header), charset: parsed.charset, verdict: Err(reject) });
+        };
+        let key = patient_key(&parsed.patient_identifiers, &self.cfg.patient_id_types);
+        let mut hs = record_headers(Some(&parsed.header), parsed.charset, origin);
+        if key.is_none() {
+            hs.push((headers::PATIENT_KEY_MISSING.into(), "true".into()));
+        }
+        let record = Record {
+            topic,
+            key,
+            headers: hs,
+            timestamp_ms: (origin.received_at.unix_timestamp_nanos() / 1_000_000) as i64,
+            value: raw,
+        };
+        (record, Item { header: Some(parsed.header), charset: parsed.charset, verdict: Ok(()) })
+    }
+
+    /// MSH-9.1 to topic: ADT/ORU/ORM always, others only when configured.
+    pub fn route(&self, message_type: &str) -> Option<String> {
+        let t = message_type.trim().to_ascii_lowercase();
+        let builtin = matches!(t.as_str(), "adt" | "oru" | "orm");
+        let configured = self.cfg.accept_types.iter().any(|a| a.eq_ignore_ascii_case(&t));
+        // "dlq" is never a message type's topic, even if configured.
+        (builtin || configured)
+            .then_some(t)
+            .filter(|t| !t.is_empty() && t != "dlq" && t.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .map(|t| format!("{}{t}", self.cfg.topic_prefix))
+    }
+
+    fn dead_letter(&self, raw: Bytes, header: Option<&MessageHeader>, charset: Charset, reject: &Reject, origin: &Origin) -> Record {
+        let mut hs = record_headers(header, charset, origin);
+        hs.push((headers::ERROR_CODE.into(), reject.code.code().to_string()));
+        hs.push((headers::ERROR_REASON.into(), reject.reason.to_owned()));
+        Record {
+            topic: self.dlq_topic.clone(),
+            key: None,
+            headers: hs,
+            timestamp_ms: (origin.received_at.unix_timestamp_nanos() / 1_000_000) as i64,
+            value: raw,
+        }
+    }
+
+    /// The bytes to send back (unframed), or None when nothing is to be sent.
+    /// `stored` says whether the records were durably appended.
+    pub fn reply(&self, work: &FrameWork, stored: bool) -> Option<Vec<u8>> {
+        let fallback = fallback_header();
+        let mut acks = Vec::with_capacity(work.items.len());
+        let mut charset = None;
+        for item in &work.items {
+            let Some(code) = item.ack_code(stored) else { continue };
+            let error = match (&item.verdict, stored) {
+                (_, false) => Some(&STORE_FAILED),
+                (Err(r), true) => Some(r),
+                (Ok(()), true) => None,
+            };
+            let header = item.header.as_ref().unwrap_or(&fallback);
+            charset.get_or_insert(item.charset);
+            acks.push(ack_text(header, code, error, &self.ids.next(), &crate::hl7::ack::hl7_now()));
+        }
+        let charset = charset.unwrap_or(Charset::Ascii);
+        match &work.batch {
+            Some(b) => Some(charset.encode(&batch::reply_text(b, &acks, &self.ids))),
+            None => acks.pop().map(|a| charset.encode(&a)),
+        }
+    }
+}
+
+/// The headers every record carries.
+fn record_headers(h: Option<&MessageHeader>, charset: Charset, origin: &Origin) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(15);
+    if let Some(h) = h {
+        for (k, v) in [
+            (headers::MESSAGE_TYPE, &h.message_type),
+            (headers::TRIGGER_EVENT, &h.trigger_event),
+            (headers::MESSAGE_STRUCTURE, &h.message_structure),
+            (headers::CONTROL_ID, &h.control_id),
+            (headers::VERSION, &h.version),
+            (headers::PROCESSING_ID, &h.processing_id),
+            (headers::SENDING_APPLICATION, &h.sending_application),
+            (headers::SENDING_FACILITY, &h.sending_facility),
+            (headers::RECEIVING_APPLICATION, &h.receiving_application),
+            (headers::RECEIVING_FACILITY, &h.receiving_facility),
+        ] {
+            out.push((k.to_owned(), v.clone()));
+        }
+        out.push((headers::CHARSET.into(), charset.label().into()));
+    }
+    out.push((headers::RECEIVED_AT.into(), rfc3339_micros(origin.received_at)));
+    out.push((headers::LISTENER.into(), origin.listener.clone()));
+    out.push((headers::PEER.into(), origin.peer.clone()));
+    out
+}
+
+/// RFC 3339 in UTC with microseconds, e.g. `2026-11-22T21:55:30.123456Z`.
+pub fn rfc3339_micros(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Origin {
+        Origin {
+            listener: "127.0.0.1:2575".into(),
+            peer: "127.0.0.1:50000".into(),
+            received_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn reply_segments(intake: &Intake, work: &FrameWork, stored: bool) -> Vec<String> {
+        let bytes = intake.reply(work, stored).unwrap();
+        String::from_utf8(bytes).unwrap().trim_end().split('\r').map(str::to_owned).collect()
+    }
+
+    const ADT: &[u8] = b"MSH|^~\\&|A|F|B|G|2026||ADT^A01^ADT_A01|C1|P|2.5.1\rPID|||M1^^^H^MR\r";
+
+    #[test]
+    fn accepted_message_goes_to_its_topic_with_key_and_headers() {
+        let intake = Intake::new(IntakeConfig::default());
+        let w = intake.frame(Bytes::from_static(ADT), &origin());
+        let r = &w.records[0];
+        assert_eq!(r.topic, "hl7v2.adt");
+        assert_eq!(r.key.as_deref(), Some("H|M1"));
+        assert_eq!(&r.value[..], ADT, "the exact bytes are stored");
+        assert_eq!(r.header(headers::CONTROL_ID), Some("C1"));
+        assert_eq!(r.header(headers::MESSAGE_STRUCTURE), Some("ADT_A01"));
+        assert_eq!(r.header(headers::RECEIVED_AT), Some("1970-01-01T00:00:00.000000Z"));
+        assert_eq!(r.header(headers::PATIENT_KEY_MISSING), None);
+        let segs = reply_segments(&intake, &w, true);
+        assert_eq!(segs[1], "MSA|AA|C1");
+    }
+
+    #[test]
+    fn a_message_that_was_not_stored_gets_ae_with_err_207_never_aa() {
+        let intake = Intake::new(IntakeConfig::default());
+        let w = intake.frame(Bytes::from_static(ADT), &origin());
+        let segs = reply_segments(&intake, &w, false);
+        assert_eq!(segs[1], "MSA|AE|C1");
+        assert!(segs[2].starts_with("ERR||"), "{segs:?}");
+        assert!(segs[2].contains("|207^Application internal error^HL70357|E|"));
+    }
+
+    #[test]
+    fn unsupported_type_is_dead_lettered_and_rejected_with_200() {
+        let intake = Intake::new(IntakeConfig::default());
+        let siu = b"MSH|^~\\&|A|F|B|G|2026||SIU^S12|C2|P|2.5.1\rPID|||M1^^^H^MR\r";
+        let w = intake.frame(Bytes::from_static(siu), &origin());
+        assert_eq!(w.records[0].topic, "hl7v2.dlq");
+        assert_eq!(w.records[0].key, None);
+        assert_eq!(w.records[0].header(headers::ERROR_CODE), Some("200"));
+        let segs = reply_segments(&intake, &w, true);
+        assert_eq!(segs[1], "MSA|AR|C2");
+        assert!(segs[2].contains("|200^Unsupported message type^HL70357|"));
+    }
+
+    #[test]
+    fn accept_types_opens_a_topic_for_another_type() {
+        let intake = Intake::new(IntakeConfig {
+            accept_types: vec!["siu".into()],
+            ..IntakeConfig::default()
+        });
+        assert_eq!(intake.route("SIU").as_deref(), Some("hl7v2.siu"));
+        assert_eq!(intake.route("MDM"), None);
+        assert_eq!(intake.route("ORU").as_deref(), Some("hl7v2.oru"));
+    }
+
+    #[test]
+    fn missing_pid3_gives_a_null_key_and_a_header() {
+        let intake = Intake::new(IntakeConfig::default());
+        let w = intake.frame(Bytes::from_static(b"MSH|^~\\&|A|F|B|G|2026||ADT^A01|C3|P|2.5\rPID|||\r"), &origin());
+        assert_eq!(w.records[0].key, None);
+        assert_eq!(w.records[0].header(headers::PATIENT_KEY_MISSING), Some("true"));
+    }
+
+    #[test]
+    fn garbage_gets_ar_with_empty_msa2_and_is_kept_in_the_dead_letter_topic() {
+        let intake = Intake::new(IntakeConfig::default());
+        let w = intake.frame(Bytes::from_static(b"hello"), &origin());
+        assert_eq!(w.records[0].topic, "hl7v2.dlq");
+        assert_eq!(&w.records[0].value[..], b"hello");
+        let segs = reply_segments(&intake, &w, true);
+        assert_eq!(segs[1], "MSA|AR|");
+    }
+
+    #[test]
+    fn error_reasons_do_not_echo_message_content() {
+        let intake = Intake::new(IntakeConfig::default());
+        let w = intake.frame(Bytes::from_static(b"MSH|^~\\&|A|F|B|G|2026||ADT^A01|C4|P|2.5\rP!D|||SECRETMRN^^^H^MR|DOE^JANE\r"), &origin());
+        let reply = String::from_utf8(intake.reply(&w, true).unwrap()).unwrap();
+        assert!(reply.contains("MSA|AR|C4"));
+        for h in &w.records[0].headers {
+            assert!(!h.1.contains("SECRET") && !h.1.contains("DOE"), "{h:?}");
+        }
+        assert!(!reply.contains("SECRET") && !reply.contains("DOE"));
+    }
+
+    #[test]
+    fn batch_stores_each_message_and_rejects_only_the_bad_one() {
+        let intake = Intake::new(IntakeConfig::default());
+        let batch = b"BHS|^~\\&|BA|BF|RA|RF|2026||||B1\rMSH|^~\\&|A|F|B|G|2026||ADT^A04|M1|P|2.5\rPID|||1^^^H^MR\rMSH|^~\\&|A|F|B|G|2026||SIU^S12|M2|P|2.5\rBTS|2\r";
+        let w = intake.frame(Bytes::from_static(batch), &origin());
+        assert_eq!(w.records.len(), 2);
+        assert_eq!(w.records[0].topic, "hl7v2.adt");
+        assert_eq!(&w.records[0].value[..], b"MSH|^~\\&|A|F|B|G|2026||ADT^A04|M1|P|2.5\rPID|||1^^^H^MR\r");
+        assert_eq!(w.records[1].topic, "hl7v2.dlq");
+        let segs = reply_segments(&intake, &w, true);
+        assert!(segs[0].starts_with("BHS|^~\\&|RA|RF|BA|BF|"));
+        assert!(segs.contains(&"MSA|AA|M1".to_owned()));
+        assert!(segs.contains(&"MSA|AR|M2".to_owned()));
+        assert_eq!(segs.last().unwrap(), "BTS|2");
+    }
+
+    #[test]
+    fn enhanced_mode_ne_sends_nothing() {
+        let intake = Intake::new(IntakeConfig::default());
+        let w = intake.frame(Bytes::from_static(b"MSH|^~\\&|A|F|B|G|2026||ORU^R01|C5|P|2.5|||NE|AL\rPID|||1\r"), &origin());
+        assert!(intake.reply(&w, true).is_none());
+        assert_eq!(w.records[0].topic, "hl7v2.oru", "still stored");
+    }
+
+    #[test]
+    fn oversize_head_is_dead_lettered_truncated_and_quoted_in_the_ar() {
+        let intake = Intake::new(IntakeConfig::default());
+        let w = intake.oversize(Bytes::from_static(b"MSH|^~\\&|A|F|B|G|2026||ORU^R01|BIG1|P|2.5\rOBX|1|ED|"), 1024, &origin());
+        assert_eq!(w.records[0].topic, "hl7v2.dlq");
+        assert!(w.records[0].header(headers::TRUNCATED).is_some());
+        let segs = reply_segments(&intake, &w, true);
+        assert_eq!(segs[1], "MSA|AR|BIG1");
+        assert!(segs[2].contains("104^Value too long"));
+    }
+}

@@ -1,0 +1,19 @@
+//! hl7bridge: an MLLP listener that answers HL7 v2 messages only after they
+//! are durably stored, and keeps them as Kafka-shaped records.
+//!
+//! Reading the tree:
+//! - [`mllp`]: the source's framing (MLLP release 2 codec)
+//! - [`hl7`]: reading messages, patient keys, batches, ACKs
+//! - [`intake`]: a frame in, records and an ACK plan out (pure)
+//! - [`log`]: the log backends behind one trait (embedded SQLite)
+//! - [`server`]: the listener and its connections
+//! - [`cli`]: the `hl7bridge` command
+
+pub mod cli;
+pub mod config;
+pub mod hl7;
+pub mod intake;
+pub mod log;
+pub mod mllp;
+pub mod server;
+pub mod telemetry;
