@@ -94,6 +94,15 @@ impl Decoder for MllpCodec {
             let fs = i + off;
             match src.get(fs + 1) {
                 Some(&TRAILER) => {
+                    if fs > self.max_message_bytes {
+                        // The whole oversize frame arrived in one read: the
+                        // limit applies all the same.
+                        let head = Bytes::copy_from_slice(&src[..fs.min(OVERSIZE_HEAD_BYTES)]);
+                        src.advance(fs + 2);
+                        self.in_frame = false;
+                        self.scanned = 0;
+                        return Err(MllpError::Oversize { limit: self.max_message_bytes, head });
+                    }
                     let payload = src.split_to(fs).freeze();
                     src.advance(2);
                     self.in_frame = false;
@@ -243,6 +252,14 @@ mod tests {
             other => panic!("expected oversize, got {other:?}"),
         }
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_complete_oversize_frame_in_one_read_is_still_oversize() {
+        let mut c = MllpCodec::new(10);
+        let mut buf = BytesMut::from(&b"\x0bMSH|^~\\&|0123456789\x1c\x0d\x0bOK\x1c\x0d"[..]);
+        assert!(matches!(c.decode(&mut buf), Err(MllpError::Oversize { .. })));
+        assert_eq!(&c.decode(&mut buf).unwrap().unwrap()[..], b"OK", "the stream stays in sync");
     }
 
     #[test]

@@ -1,0 +1,187 @@
+//! Shared test harness: a real server on an ephemeral port, a real MLLP client.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hl7bridge::intake::{Intake, IntakeConfig};
+use hl7bridge::log::embedded::{EmbeddedConfig, EmbeddedLog, EmbeddedReader, StoredRecord};
+use hl7bridge::log::Log;
+use hl7bridge::mllp;
+use hl7bridge::server::{ConnectionLimits, Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures_dir().join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+pub fn limits() -> ConnectionLimits {
+    ConnectionLimits {
+        max_message_bytes: 1 << 20,
+        max_in_flight: 16,
+        frame_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(60),
+        ack_timeout: Duration::from_secs(10),
+    }
+}
+
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub shutdown: CancellationToken,
+    pub handle: tokio::task::JoinHandle<()>,
+    pub log: Arc<EmbeddedLog>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(limits(), IntakeConfig::default(), |l| l).await
+    }
+
+    /// Starts a server on the embedded store; `wrap` may decorate the log
+    /// (fault injection) before the server gets it.
+    pub async fn start_with(
+        limits: ConnectionLimits,
+        intake: IntakeConfig,
+        wrap: impl FnOnce(Arc<dyn Log>) -> Arc<dyn Log>,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = Server {
+            listener,
+            intake: Arc::new(Intake::new(intake)),
+            log: wrap(log.clone()),
+            limits,
+            max_connections: 64,
+        };
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(server.run(shutdown.clone()));
+        Self { addr, dir, shutdown, handle, log }
+    }
+
+    pub fn reader(&self) -> EmbeddedReader {
+        EmbeddedReader::open(self.dir.path()).unwrap()
+    }
+
+    pub fn records(&self, topic: &str) -> Vec<StoredRecord> {
+        self.reader().read(topic, 0, 1_000_000).unwrap()
+    }
+
+    pub async fn connect(&self) -> Client {
+        Client::connect(self.addr).await
+    }
+}
+
+/// A plain MLLP client: frame out, frame in.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub async fn connect(addr: std::net::SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        Self { stream, buf: Vec::new() }
+    }
+
+    pub async fn send(&mut self, payload: &[u8]) {
+        self.stream.write_all(&mllp::frame(payload)).await.unwrap();
+    }
+
+    /// Reads one MLLP frame; None on EOF or after `wait` without a frame.
+    pub async fn recv_within(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(start) = self.buf.iter().position(|&b| b == mllp::START) {
+                if let Some(end) = self.buf[start..].windows(2).position(|w| w == [mllp::END, mllp::TRAILER]) {
+                    let payload = self.buf[start + 1..start + end].to_vec();
+                    self.buf.drain(..start + end + 2);
+                    return Some(payload);
+                }
+            }
+            let mut chunk = [0u8; 8192];
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    pub async fn recv(&mut self) -> Vec<u8> {
+        self.recv_within(Duration::from_secs(15)).await.expect("an ACK within 15 s")
+    }
+
+    pub async fn roundtrip(&mut self, payload: &[u8]) -> Ack {
+        self.send(payload).await;
+        Ack::parse(&self.recv().await)
+    }
+
+    /// True when the server has closed the connection (EOF within `wait`).
+    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+        let mut chunk = [0u8; 1024];
+        loop {
+            match tokio::time::timeout(wait, self.stream.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// An ACK as segments of fields (field separator taken from its MSH).
+#[derive(Debug, Clone)]
+pub struct Ack {
+    pub text: String,
+    pub segments: Vec<Vec<String>>,
+}
+
+impl Ack {
+    pub fn parse(bytes: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let fs = text.chars().nth(3).unwrap_or('|');
+        let segments = text
+            .split('\r')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.split(fs).map(str::to_owned).collect())
+            .collect();
+        Self { text, segments }
+    }
+
+    pub fn segment(&self, name: &str) -> Option<&Vec<String>> {
+        self.segments.iter().find(|s| s[0] == name)
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&Vec<String>> {
+        self.segments.iter().filter(|s| s[0] == name).collect()
+    }
+
+    /// MSA-1.
+    pub fn code(&self) -> &str {
+        self.segment("MSA").map(|m| m[1].as_str()).unwrap_or("")
+    }
+
+    /// MSA-2.
+    pub fn control_id(&self) -> &str {
+        self.segment("MSA").and_then(|m| m.get(2)).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// A minimal valid message with a given control ID and patient.
+pub fn adt(control_id: &str, mrn: &str) -> Vec<u8> {
+    format!(
+        "MSH|^~\\&|TESTAPP|TESTFAC|HL7BRIDGE|INT|20261122120000||ADT^A01^ADT_A01|{control_id}|P|2.5.1\rEVN|A01|20261122120000\rPID|1||{mrn}^^^GENHOSP^MR||TESTPATIENT^ALPHA\rPV1|1|I|4WEST^401^A\r"
+    )
+    .into_bytes()
+}
+pub mod process;
