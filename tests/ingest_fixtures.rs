@@ -38,9 +38,20 @@ fn control_id_of(r: &hl7bridge::log::embedded::StoredRecord) -> &str {
     r.header("hl7.control_id").unwrap_or("")
 }
 
-#[tokio::test]
-async fn every_fixture_gets_the_expected_ack_and_is_stored_exactly() {
-    let server = TestServer::start().await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_on_the_embedded_store() {
+    every_fixture_gets_the_expected_ack_and_is_stored_exactly(TestServer::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_on_kafka() {
+    let Some(broker) = tansu::Tansu::memory() else { return };
+    let cfg = kafka_config(&broker.brokers()).await;
+    every_fixture_gets_the_expected_ack_and_is_stored_exactly(TestServer::start_kafka(cfg, limits()).await).await;
+}
+
+/// The contract both backends must meet.
+async fn every_fixture_gets_the_expected_ack_and_is_stored_exactly(server: TestServer) {
     let manifest = manifest();
     assert!(manifest.fixture.len() >= 29, "the manifest covers every fixture");
     let mut client = server.connect().await;

@@ -3,8 +3,12 @@
 //! The listener only knows [`Log`]: hand it records, and the future resolves
 //! once they are durable (an fsynced SQLite commit, or Kafka's `acks=all`
 //! delivery report). An ACK is sent only after that future resolves `Ok`.
+//! A Kafka append of several records (a batch) is not atomic: if any record
+//! fails the whole frame is answered AE/CE and resent, so records that did
+//! land appear twice, detectable by `hl7.control_id`.
 
 pub mod embedded;
+pub mod kafka;
 pub mod partitioner;
 
 use bytes::Bytes;
@@ -43,6 +47,8 @@ pub enum LogError {
     Store(#[from] rusqlite::Error),
     #[error("store commit failed: {0}")]
     Commit(String),
+    #[error("kafka: {0}")]
+    Kafka(String),
     #[error("store writer has stopped")]
     Closed,
     #[error("I/O error: {0}")]

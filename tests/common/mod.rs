@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use hl7bridge::intake::{Intake, IntakeConfig};
 use hl7bridge::log::embedded::{EmbeddedConfig, EmbeddedLog, EmbeddedReader, StoredRecord};
+use hl7bridge::log::kafka::{KafkaConfig, KafkaLog};
 use hl7bridge::log::Log;
 use hl7bridge::mllp;
 use hl7bridge::server::{ConnectionLimits, Server};
@@ -37,7 +38,18 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub shutdown: CancellationToken,
     pub handle: tokio::task::JoinHandle<()>,
-    pub log: Arc<EmbeddedLog>,
+    /// Set when the server runs on Kafka; records are then read from the broker.
+    pub kafka: Option<KafkaConfig>,
+}
+
+pub const RAW_TOPICS: [&str; 4] = ["hl7v2.adt", "hl7v2.oru", "hl7v2.orm", "hl7v2.dlq"];
+
+/// Kafka settings for a test broker, with the raw topics created (6 partitions).
+pub async fn kafka_config(brokers: &str) -> KafkaConfig {
+    let cfg = KafkaConfig { brokers: brokers.to_owned(), ..Default::default() };
+    let names: Vec<String> = RAW_TOPICS.iter().map(|s| s.to_string()).collect();
+    hl7bridge::log::kafka::create_topics(&cfg, &names, 6, 1).await.expect("create topics");
+    cfg
 }
 
 impl TestServer {
@@ -53,27 +65,48 @@ impl TestServer {
         wrap: impl FnOnce(Arc<dyn Log>) -> Arc<dyn Log>,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap());
+        let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap());
+        Self::start_on(log, None, dir, limits, intake, wrap).await
+    }
+
+    /// A server on the Kafka backend.
+    pub async fn start_kafka(cfg: KafkaConfig, limits: ConnectionLimits) -> Self {
+        let log: Arc<dyn Log> = Arc::new(KafkaLog::new(&cfg, limits.ack_timeout).unwrap());
+        Self::start_on(log, Some(cfg), tempfile::tempdir().unwrap(), limits, IntakeConfig::default(), |l| l).await
+    }
+
+    async fn start_on(
+        log: Arc<dyn Log>,
+        kafka: Option<KafkaConfig>,
+        dir: tempfile::TempDir,
+        limits: ConnectionLimits,
+        intake: IntakeConfig,
+        wrap: impl FnOnce(Arc<dyn Log>) -> Arc<dyn Log>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = Server {
             listener,
             intake: Arc::new(Intake::new(intake)),
-            log: wrap(log.clone()),
+            log: wrap(log),
             limits,
             max_connections: 64,
         };
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(server.run(shutdown.clone()));
-        Self { addr, dir, shutdown, handle, log }
+        Self { addr, dir, shutdown, handle, kafka }
     }
 
     pub fn reader(&self) -> EmbeddedReader {
         EmbeddedReader::open(self.dir.path()).unwrap()
     }
 
+    /// Every record of a topic, from whichever backend the server runs on.
     pub fn records(&self, topic: &str) -> Vec<StoredRecord> {
-        self.reader().read(topic, 0, 1_000_000).unwrap()
+        match &self.kafka {
+            None => self.reader().read(topic, 0, 1_000_000).unwrap(),
+            Some(cfg) => tokio::task::block_in_place(|| read_kafka_topic(cfg, topic)),
+        }
     }
 
     pub async fn connect(&self) -> Client {
@@ -185,3 +218,15 @@ pub fn adt(control_id: &str, mrn: &str) -> Vec<u8> {
     .into_bytes()
 }
 pub mod process;
+pub mod tansu;
+
+/// Reads a whole Kafka topic with a consumer that commits nothing.
+pub fn read_kafka_topic(cfg: &KafkaConfig, topic: &str) -> Vec<StoredRecord> {
+    let mut out = Vec::new();
+    hl7bridge::log::kafka::tail(cfg, topic, true, false, |r| {
+        out.push(r);
+        true
+    })
+    .unwrap();
+    out
+}

@@ -1,0 +1,303 @@
+//! The Kafka log: an idempotent `acks=all` producer, so a delivery report
+//! means the record is on every in-sync replica, written exactly once.
+//!
+//! The bridge sets the properties its ACK promise rests on and refuses
+//! overrides that would weaken it (`acks`, `enable.idempotence`). Everything
+//! else is passed through to librdkafka untouched (`security.protocol`,
+//! `sasl.*`, `ssl.*`, `compression.type`, ...).
+//!
+//! Backpressure: when librdkafka's queue is full, `append` waits and retries
+//! instead of buffering elsewhere; the connection's in-flight bound then
+//! stops it reading from its socket. The connection's `ack_timeout` bounds
+//! the wait, so a sender gets AE/CE, never silence.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Deserialize;
+
+use super::embedded::{StoredRecord, TopicSummary};
+use super::{Log, LogError, Position, Record};
+
+/// `[kafka]` in the config file.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port,...`; the Kafka backend is used when this is set.
+    pub brokers: String,
+    /// librdkafka properties passed through as they are.
+    pub properties: BTreeMap<String, String>,
+    /// Replication factor for `topics create` (default 3).
+    pub replication_factor: Option<i32>,
+}
+
+/// Properties that carry the ACK promise. They may be restated, not changed.
+const REQUIRED: &[(&str, &str)] = &[("enable.idempotence", "true"), ("acks", "all")];
+
+impl KafkaConfig {
+    pub fn enabled(&self) -> bool {
+        !self.brokers.trim().is_empty()
+    }
+
+    pub fn replication_factor(&self) -> i32 {
+        self.replication_factor.unwrap_or(3)
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        c.set("log_level", "4");
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// Producer settings: the bridge's defaults, then user properties, with
+    /// the promise-carrying ones checked. `ack_timeout` bounds `message.timeout.ms`.
+    pub fn producer_config(&self, ack_timeout: Duration) -> Result<ClientConfig, LogError> {
+        for (k, want) in REQUIRED {
+            if let Some(v) = self.properties.get(*k) {
+                let same = v.eq_ignore_ascii_case(want) || (*k == "acks" && (v == "-1"));
+                if !same {
+                    return Err(LogError::Config(format!(
+                        "kafka property {k}={v} would let the bridge ACK messages Kafka has not fully committed; it must be {want}"
+                    )));
+                }
+            }
+        }
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        c.set("enable.idempotence", "true");
+        c.set("acks", "all");
+        c.set("partitioner", "murmur2_random");
+        c.set("linger.ms", "2");
+        // Shorter than ack_timeout, so librdkafka gives up (and we answer AE)
+        // before the sender's own timer would fire.
+        let budget = ack_timeout.saturating_sub(ack_timeout / 5).max(Duration::from_millis(500));
+        c.set("message.timeout.ms", budget.as_millis().to_string());
+        c.set("queue.buffering.max.messages", "100000");
+        c.set("queue.buffering.max.kbytes", "262144");
+        c.set("log_level", "4");
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        Ok(c)
+    }
+}
+
+pub struct KafkaLog {
+    producer: FutureProducer,
+}
+
+impl KafkaLog {
+    pub fn new(cfg: &KafkaConfig, ack_timeout: Duration) -> Result<Self, LogError> {
+        let producer: FutureProducer = cfg.producer_config(ack_timeout)?.create().map_err(kafka_err)?;
+        Ok(Self { producer })
+    }
+
+    /// Waits for queued records to be delivered (at shutdown).
+    pub fn flush(&self, wait: Duration) {
+        if let Err(e) = self.producer.flush(wait) {
+            tracing::warn!(error = %e, "kafka flush did not complete");
+        }
+    }
+}
+
+fn kafka_err(e: KafkaError) -> LogError {
+    LogError::Kafka(e.to_string())
+}
+
+impl Log for KafkaLog {
+    fn append(&self, records: Vec<Record>) -> BoxFuture<'static, Result<Vec<Position>, LogError>> {
+        let producer = self.producer.clone();
+        async move {
+            let mut deliveries = Vec::with_capacity(records.len());
+            for r in &records {
+                let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+                for (k, v) in &r.headers {
+                    headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+                }
+                let mut rec = FutureRecord::<[u8], [u8]>::to(&r.topic)
+                    .payload(&r.value[..])
+                    .headers(headers)
+                    .timestamp(r.timestamp_ms);
+                if let Some(k) = &r.key {
+                    rec = rec.key(k.as_bytes());
+                }
+                loop {
+                    match producer.send_result(rec) {
+                        Ok(d) => {
+                            deliveries.push(d);
+                            break;
+                        }
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            rec = back;
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        Err((e, _)) => return Err(kafka_err(e)),
+                    }
+                }
+            }
+            let mut positions = Vec::with_capacity(deliveries.len());
+            for (d, r) in futures::future::join_all(deliveries).await.into_iter().zip(&records) {
+                match d {
+                    Ok(Ok(delivery)) => positions.push(Position {
+                        topic: r.topic.clone(),
+                        partition: delivery.partition,
+                        offset: delivery.offset,
+                    }),
+                    Ok(Err((e, _))) => return Err(kafka_err(e)),
+                    Err(_) => return Err(LogError::Closed),
+                }
+            }
+            Ok(positions)
+        }
+        .boxed()
+    }
+
+    fn kind(&self) -> &'static str {
+        "kafka"
+    }
+}
+
+/// Creates topics that do not exist yet. Existing topics are left alone
+/// (their partition count is reported by `list_topics`).
+pub async fn create_topics(cfg: &KafkaConfig, names: &[String], partitions: u32, replication: i32) -> Result<Vec<(String, &'static str)>, LogError> {
+    let admin: AdminClient<DefaultClientContext> = cfg.base().create().map_err(kafka_err)?;
+    let topics: Vec<NewTopic> = names
+        .iter()
+        .map(|n| NewTopic::new(n, partitions as i32, TopicReplication::Fixed(replication)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin.create_topics(&topics, &opts).await.map_err(kafka_err)?;
+    let mut out = Vec::new();
+    for r in results {
+        match r {
+            Ok(name) => out.push((name, "created")),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => out.push((name, "exists")),
+            Err((name, code)) => return Err(LogError::Kafka(format!("creating topic {name}: {code}"))),
+        }
+    }
+    Ok(out)
+}
+
+fn consumer(cfg: &KafkaConfig) -> Result<BaseConsumer, LogError> {
+    let mut c = cfg.base();
+    // tail never commits: a throwaway group id and no offset storage.
+    c.set("group.id", format!("hl7bridge-tail-{}", std::process::id()));
+    c.set("enable.auto.commit", "false");
+    c.set("enable.auto.offset.store", "false");
+    c.create().map_err(kafka_err)
+}
+
+/// Topics with partition counts and record counts (high - low watermark).
+pub fn list_topics(cfg: &KafkaConfig) -> Result<Vec<TopicSummary>, LogError> {
+    let c = consumer(cfg)?;
+    let md = c.fetch_metadata(None, Duration::from_secs(10)).map_err(kafka_err)?;
+    let mut out = Vec::new();
+    for t in md.topics() {
+        if t.name().starts_with("__") {
+            continue;
+        }
+        let mut records = 0u64;
+        for p in t.partitions() {
+            let (lo, hi) = c.fetch_watermarks(t.name(), p.id(), Duration::from_secs(10)).map_err(kafka_err)?;
+            records += (hi - lo).max(0) as u64;
+        }
+        out.push(TopicSummary {
+            name: t.name().to_owned(),
+            partitions: t.partitions().len() as u32,
+            records,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Reads a topic without committing. Calls `each` per record until it returns
+/// false, or (unless `follow`) until every partition is at its end.
+pub fn tail(cfg: &KafkaConfig, topic: &str, from_beginning: bool, follow: bool, mut each: impl FnMut(StoredRecord) -> bool) -> Result<(), LogError> {
+    let c = consumer(cfg)?;
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(kafka_err)?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && !t.partitions().is_empty())
+        .ok_or_else(|| LogError::Config(format!("topic {topic} does not exist")))?;
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in t.partitions() {
+        let (lo, hi) = c.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).map_err(kafka_err)?;
+        let start = if from_beginning { lo } else { hi };
+        tpl.add_partition_offset(topic, p.id(), Offset::Offset(start)).map_err(kafka_err)?;
+        if hi > start {
+            ends.insert(p.id(), hi);
+        }
+    }
+    c.assign(&tpl).map_err(kafka_err)?;
+    loop {
+        if !follow && ends.is_empty() {
+            return Ok(());
+        }
+        let Some(m) = c.poll(Duration::from_millis(500)) else { continue };
+        let m = m.map_err(kafka_err)?;
+        if let Some(end) = ends.get(&m.partition()) {
+            if m.offset() + 1 >= *end {
+                ends.remove(&m.partition());
+            }
+        }
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let r = StoredRecord {
+            id: m.offset(),
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            headers,
+            value: bytes::Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+        };
+        if !each(r) {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ack_promise_cannot_be_configured_away() {
+        let mut cfg = KafkaConfig { brokers: "127.0.0.1:9092".into(), ..Default::default() };
+        cfg.properties.insert("acks".into(), "1".into());
+        assert!(cfg.producer_config(Duration::from_secs(10)).is_err());
+        cfg.properties.insert("acks".into(), "all".into());
+        cfg.properties.insert("enable.idempotence".into(), "false".into());
+        assert!(cfg.producer_config(Duration::from_secs(10)).is_err());
+        cfg.properties.insert("enable.idempotence".into(), "true".into());
+        cfg.properties.insert("compression.type".into(), "zstd".into());
+        let c = cfg.producer_config(Duration::from_secs(10)).unwrap();
+        assert_eq!(c.get("partitioner"), Some("murmur2_random"));
+        assert_eq!(c.get("compression.type"), Some("zstd"));
+        assert_eq!(c.get("message.timeout.ms"), Some("8000"), "below ack_timeout");
+    }
+}
