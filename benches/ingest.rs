@@ -15,10 +15,16 @@ use hl7bridge::mllp::{frame, MllpCodec};
 use tokio_util::codec::Decoder;
 
 fn adt_of_size(target: usize) -> Vec<u8> {
-    let mut m = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/adt_a01_v251.hl7")).unwrap();
+    let mut m = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/adt_a01_v251.hl7"
+    ))
+    .unwrap();
     let mut i = 0;
     while m.len() < target {
-        m.extend_from_slice(format!("NTE|{i}||synthetic padding text for benchmark sizing\r").as_bytes());
+        m.extend_from_slice(
+            format!("NTE|{i}||synthetic padding text for benchmark sizing\r").as_bytes(),
+        );
         i += 1;
     }
     m
@@ -51,10 +57,16 @@ fn intake(c: &mut Criterion) {
     let mut g = c.benchmark_group("intake");
     g.throughput(Throughput::Elements(1));
     for name in ["adt_a01_v251.hl7", "oru_r01_20obx.hl7"] {
-        let raw = Bytes::from(std::fs::read(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap());
-        g.bench_function(format!("parse_route_key/{name}"), |b| b.iter(|| intake.frame(raw.clone(), &origin)));
+        let raw = Bytes::from(
+            std::fs::read(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap(),
+        );
+        g.bench_function(format!("parse_route_key/{name}"), |b| {
+            b.iter(|| intake.frame(raw.clone(), &origin))
+        });
         let work = intake.frame(raw.clone(), &origin);
-        g.bench_function(format!("ack_build/{name}"), |b| b.iter(|| intake.reply(&work, true)));
+        g.bench_function(format!("ack_build/{name}"), |b| {
+            b.iter(|| intake.reply(&work, true))
+        });
     }
     g.finish();
 }

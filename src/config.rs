@@ -68,24 +68,43 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid setting {name}: {reason}")]
     Invalid { name: &'static str, reason: String },
 }
 
 impl Config {
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let Some(path) = path else { return Ok(Self::default()) };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let cfg: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let cfg: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })?;
         Ok(cfg)
     }
 
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |name, reason: &str| Err(ConfigError::Invalid { name, reason: reason.into() });
+        let invalid = |name, reason: &str| {
+            Err(ConfigError::Invalid {
+                name,
+                reason: reason.into(),
+            })
+        };
         if self.partitions == 0 {
             return invalid("partitions", "must be at least 1");
         }
@@ -98,16 +117,30 @@ impl Config {
         if self.max_in_flight == 0 {
             return invalid("max_in_flight", "must be at least 1");
         }
-        for (name, d) in [("frame_timeout", self.frame_timeout), ("idle_timeout", self.idle_timeout), ("ack_timeout", self.ack_timeout)] {
+        for (name, d) in [
+            ("frame_timeout", self.frame_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("ack_timeout", self.ack_timeout),
+        ] {
             if d.is_zero() {
                 return invalid(name, "must be greater than zero");
             }
         }
-        if !self.topic_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-            return invalid("topic_prefix", "may contain only ASCII letters, digits, '.', '_' and '-'");
+        if !self
+            .topic_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return invalid(
+                "topic_prefix",
+                "may contain only ASCII letters, digits, '.', '_' and '-'",
+            );
         }
         if crate::hl7::Charset::fallback_from_config(&self.charset_fallback).is_err() {
-            return invalid("charset_fallback", "unknown character set (try windows-1252, 8859/1 or none)");
+            return invalid(
+                "charset_fallback",
+                "unknown character set (try windows-1252, 8859/1 or none)",
+            );
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return invalid("log_format", "must be text or json");
@@ -121,16 +154,23 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: usize = num.parse().map_err(|_| format!("invalid byte size {s:?}"))?;
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("invalid byte size {s:?}"))?;
     let mult = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1000,
         "kib" => 1024,
         "m" | "mb" => 1000 * 1000,
         "mib" => 1024 * 1024,
-        _ => return Err(format!("invalid byte size unit in {s:?} (use B, KiB, MiB, KB or MB)")),
+        _ => {
+            return Err(format!(
+                "invalid byte size unit in {s:?} (use B, KiB, MiB, KB or MB)"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("byte size {s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("byte size {s:?} is too large"))
 }
 
 #[cfg(test)]

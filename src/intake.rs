@@ -86,7 +86,11 @@ pub struct Item {
 impl Item {
     /// The ACK code for this item, or None when MSH-15 asks for no ACK.
     pub fn ack_code(&self, stored: bool) -> Option<AckCode> {
-        let mode = self.header.as_ref().map(AckMode::of).unwrap_or(AckMode::Original);
+        let mode = self
+            .header
+            .as_ref()
+            .map(AckMode::of)
+            .unwrap_or(AckMode::Original);
         mode.code(self.disposition(stored))
     }
 
@@ -99,7 +103,10 @@ impl Item {
     }
 
     pub fn control_id(&self) -> &str {
-        self.header.as_ref().map(|h| h.control_id.as_str()).unwrap_or("")
+        self.header
+            .as_ref()
+            .map(|h| h.control_id.as_str())
+            .unwrap_or("")
     }
 }
 
@@ -137,7 +144,10 @@ impl Intake {
         if batch::is_batch(&frame) {
             let mut b = batch::split(&frame);
             let messages = std::mem::take(&mut b.messages);
-            let (records, items) = messages.into_iter().map(|m| self.message(m, origin)).unzip();
+            let (records, items) = messages
+                .into_iter()
+                .map(|m| self.message(m, origin))
+                .unzip();
             return FrameWork {
                 records,
                 items,
@@ -156,9 +166,15 @@ impl Intake {
     /// its head goes to the dead-letter topic, marked truncated.
     pub fn oversize(&self, head: Bytes, limit: usize, origin: &Origin) -> FrameWork {
         let header = read_header_only(&head, self.cfg.read);
-        let reject = Reject::new(ErrorCode::ValueTooLong, "message exceeds the configured max_message_bytes");
+        let reject = Reject::new(
+            ErrorCode::ValueTooLong,
+            "message exceeds the configured max_message_bytes",
+        );
         let mut record = self.dead_letter(head, header.as_ref(), Charset::Ascii, &reject, origin);
-        record.headers.push((headers::TRUNCATED.into(), format!("true; limit {limit} bytes")));
+        record.headers.push((
+            headers::TRUNCATED.into(),
+            format!("true; limit {limit} bytes"),
+        ));
         FrameWork {
             records: vec![record],
             items: vec![Item {
@@ -175,15 +191,34 @@ impl Intake {
             Ok(p) => p,
             Err(reject) => {
                 let header = read_header_only(&raw, self.cfg.read);
-                let record = self.dead_letter(raw, header.as_ref(), Charset::Ascii, &reject, origin);
-                return (record, Item { header, charset: Charset::Ascii, verdict: Err(reject) });
+                let record =
+                    self.dead_letter(raw, header.as_ref(), Charset::Ascii, &reject, origin);
+                return (
+                    record,
+                    Item {
+                        header,
+                        charset: Charset::Ascii,
+                        verdict: Err(reject),
+                    },
+                );
             }
         };
         let Some(topic) = self.route(&parsed.header.message_type) else {
-            let reject = Reject::new(ErrorCode::UnsupportedMessageType, "message type is not accepted by this bridge")
-                .at_field("MSH", 9);
-            let record = self.dead_letter(raw, Some(&parsed.header), parsed.charset, &reject, origin);
-            return (record, Item { header: Some(parsed.header), charset: parsed.charset, verdict: Err(reject) });
+            let reject = Reject::new(
+                ErrorCode::UnsupportedMessageType,
+                "message type is not accepted by this bridge",
+            )
+            .at_field("MSH", 9);
+            let record =
+                self.dead_letter(raw, Some(&parsed.header), parsed.charset, &reject, origin);
+            return (
+                record,
+                Item {
+                    header: Some(parsed.header),
+                    charset: parsed.charset,
+                    verdict: Err(reject),
+                },
+            );
         };
         let key = patient_key(&parsed.patient_identifiers, &self.cfg.patient_id_types);
         let mut hs = record_headers(Some(&parsed.header), parsed.charset, origin);
@@ -197,14 +232,25 @@ impl Intake {
             timestamp_ms: (origin.received_at.unix_timestamp_nanos() / 1_000_000) as i64,
             value: raw,
         };
-        (record, Item { header: Some(parsed.header), charset: parsed.charset, verdict: Ok(()) })
+        (
+            record,
+            Item {
+                header: Some(parsed.header),
+                charset: parsed.charset,
+                verdict: Ok(()),
+            },
+        )
     }
 
     /// MSH-9.1 to topic: ADT/ORU/ORM always, others only when configured.
     pub fn route(&self, message_type: &str) -> Option<String> {
         let t = message_type.trim().to_ascii_lowercase();
         let builtin = matches!(t.as_str(), "adt" | "oru" | "orm");
-        let configured = self.cfg.accept_types.iter().any(|a| a.eq_ignore_ascii_case(&t));
+        let configured = self
+            .cfg
+            .accept_types
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&t));
         // "dlq" is never a message type's topic, even if configured.
         (builtin || configured)
             .then_some(t)
@@ -212,7 +258,14 @@ impl Intake {
             .map(|t| format!("{}{t}", self.cfg.topic_prefix))
     }
 
-    fn dead_letter(&self, raw: Bytes, header: Option<&MessageHeader>, charset: Charset, reject: &Reject, origin: &Origin) -> Record {
+    fn dead_letter(
+        &self,
+        raw: Bytes,
+        header: Option<&MessageHeader>,
+        charset: Charset,
+        reject: &Reject,
+        origin: &Origin,
+    ) -> Record {
         let mut hs = record_headers(header, charset, origin);
         hs.push((headers::ERROR_CODE.into(), reject.code.code().to_string()));
         hs.push((headers::ERROR_REASON.into(), reject.reason.to_owned()));
@@ -232,7 +285,9 @@ impl Intake {
         let mut acks = Vec::with_capacity(work.items.len());
         let mut charset = None;
         for item in &work.items {
-            let Some(code) = item.ack_code(stored) else { continue };
+            let Some(code) = item.ack_code(stored) else {
+                continue;
+            };
             let error = match (&item.verdict, stored) {
                 (_, false) => Some(&STORE_FAILED),
                 (Err(r), true) => Some(r),
@@ -240,7 +295,13 @@ impl Intake {
             };
             let header = item.header.as_ref().unwrap_or(&fallback);
             charset.get_or_insert(item.charset);
-            acks.push(ack_text(header, code, error, &self.ids.next(), &crate::hl7::ack::hl7_now()));
+            acks.push(ack_text(
+                header,
+                code,
+                error,
+                &self.ids.next(),
+                &crate::hl7::ack::hl7_now(),
+            ));
         }
         let charset = charset.unwrap_or(Charset::Ascii);
         match &work.batch {
@@ -251,7 +312,11 @@ impl Intake {
 }
 
 /// The headers every record carries.
-fn record_headers(h: Option<&MessageHeader>, charset: Charset, origin: &Origin) -> Vec<(String, String)> {
+fn record_headers(
+    h: Option<&MessageHeader>,
+    charset: Charset,
+    origin: &Origin,
+) -> Vec<(String, String)> {
     let mut out = Vec::with_capacity(15);
     if let Some(h) = h {
         for (k, v) in [
@@ -270,7 +335,10 @@ fn record_headers(h: Option<&MessageHeader>, charset: Charset, origin: &Origin) 
         }
         out.push((headers::CHARSET.into(), charset.label().into()));
     }
-    out.push((headers::RECEIVED_AT.into(), rfc3339_micros(origin.received_at)));
+    out.push((
+        headers::RECEIVED_AT.into(),
+        rfc3339_micros(origin.received_at),
+    ));
     out.push((headers::LISTENER.into(), origin.listener.clone()));
     out.push((headers::PEER.into(), origin.peer.clone()));
     out
@@ -305,7 +373,12 @@ mod tests {
 
     fn reply_segments(intake: &Intake, work: &FrameWork, stored: bool) -> Vec<String> {
         let bytes = intake.reply(work, stored).unwrap();
-        String::from_utf8(bytes).unwrap().trim_end().split('\r').map(str::to_owned).collect()
+        String::from_utf8(bytes)
+            .unwrap()
+            .trim_end()
+            .split('\r')
+            .map(str::to_owned)
+            .collect()
     }
 
     const ADT: &[u8] = b"MSH|^~\\&|A|F|B|G|2026||ADT^A01^ADT_A01|C1|P|2.5.1\rPID|||M1^^^H^MR\r";
@@ -320,7 +393,10 @@ mod tests {
         assert_eq!(&r.value[..], ADT, "the exact bytes are stored");
         assert_eq!(r.header(headers::CONTROL_ID), Some("C1"));
         assert_eq!(r.header(headers::MESSAGE_STRUCTURE), Some("ADT_A01"));
-        assert_eq!(r.header(headers::RECEIVED_AT), Some("1970-01-01T00:00:00.000000Z"));
+        assert_eq!(
+            r.header(headers::RECEIVED_AT),
+            Some("1970-01-01T00:00:00.000000Z")
+        );
         assert_eq!(r.header(headers::PATIENT_KEY_MISSING), None);
         let segs = reply_segments(&intake, &w, true);
         assert_eq!(segs[1], "MSA|AA|C1");
@@ -363,9 +439,15 @@ mod tests {
     #[test]
     fn missing_pid3_gives_a_null_key_and_a_header() {
         let intake = Intake::new(IntakeConfig::default());
-        let w = intake.frame(Bytes::from_static(b"MSH|^~\\&|A|F|B|G|2026||ADT^A01|C3|P|2.5\rPID|||\r"), &origin());
+        let w = intake.frame(
+            Bytes::from_static(b"MSH|^~\\&|A|F|B|G|2026||ADT^A01|C3|P|2.5\rPID|||\r"),
+            &origin(),
+        );
         assert_eq!(w.records[0].key, None);
-        assert_eq!(w.records[0].header(headers::PATIENT_KEY_MISSING), Some("true"));
+        assert_eq!(
+            w.records[0].header(headers::PATIENT_KEY_MISSING),
+            Some("true")
+        );
     }
 
     #[test]
@@ -381,7 +463,12 @@ mod tests {
     #[test]
     fn error_reasons_do_not_echo_message_content() {
         let intake = Intake::new(IntakeConfig::default());
-        let w = intake.frame(Bytes::from_static(b"MSH|^~\\&|A|F|B|G|2026||ADT^A01|C4|P|2.5\rP!D|||SECRETMRN^^^H^MR|DOE^JANE\r"), &origin());
+        let w = intake.frame(
+            Bytes::from_static(
+                b"MSH|^~\\&|A|F|B|G|2026||ADT^A01|C4|P|2.5\rP!D|||SECRETMRN^^^H^MR|DOE^JANE\r",
+            ),
+            &origin(),
+        );
         let reply = String::from_utf8(intake.reply(&w, true).unwrap()).unwrap();
         assert!(reply.contains("MSA|AR|C4"));
         for h in &w.records[0].headers {
@@ -397,7 +484,10 @@ mod tests {
         let w = intake.frame(Bytes::from_static(batch), &origin());
         assert_eq!(w.records.len(), 2);
         assert_eq!(w.records[0].topic, "hl7v2.adt");
-        assert_eq!(&w.records[0].value[..], b"MSH|^~\\&|A|F|B|G|2026||ADT^A04|M1|P|2.5\rPID|||1^^^H^MR\r");
+        assert_eq!(
+            &w.records[0].value[..],
+            b"MSH|^~\\&|A|F|B|G|2026||ADT^A04|M1|P|2.5\rPID|||1^^^H^MR\r"
+        );
         assert_eq!(w.records[1].topic, "hl7v2.dlq");
         let segs = reply_segments(&intake, &w, true);
         assert!(segs[0].starts_with("BHS|^~\\&|RA|RF|BA|BF|"));
@@ -409,7 +499,10 @@ mod tests {
     #[test]
     fn enhanced_mode_ne_sends_nothing() {
         let intake = Intake::new(IntakeConfig::default());
-        let w = intake.frame(Bytes::from_static(b"MSH|^~\\&|A|F|B|G|2026||ORU^R01|C5|P|2.5|||NE|AL\rPID|||1\r"), &origin());
+        let w = intake.frame(
+            Bytes::from_static(b"MSH|^~\\&|A|F|B|G|2026||ORU^R01|C5|P|2.5|||NE|AL\rPID|||1\r"),
+            &origin(),
+        );
         assert!(intake.reply(&w, true).is_none());
         assert_eq!(w.records[0].topic, "hl7v2.oru", "still stored");
     }
@@ -417,7 +510,11 @@ mod tests {
     #[test]
     fn oversize_head_is_dead_lettered_truncated_and_quoted_in_the_ar() {
         let intake = Intake::new(IntakeConfig::default());
-        let w = intake.oversize(Bytes::from_static(b"MSH|^~\\&|A|F|B|G|2026||ORU^R01|BIG1|P|2.5\rOBX|1|ED|"), 1024, &origin());
+        let w = intake.oversize(
+            Bytes::from_static(b"MSH|^~\\&|A|F|B|G|2026||ORU^R01|BIG1|P|2.5\rOBX|1|ED|"),
+            1024,
+            &origin(),
+        );
         assert_eq!(w.records[0].topic, "hl7v2.dlq");
         assert!(w.records[0].header(headers::TRUNCATED).is_some());
         let segs = reply_segments(&intake, &w, true);

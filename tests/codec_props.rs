@@ -8,7 +8,10 @@ use tokio_util::codec::Decoder;
 
 fn payload() -> impl Strategy<Value = Vec<u8>> {
     // Any bytes except the framing bytes VT and FS.
-    proptest::collection::vec(any::<u8>().prop_filter("no framing bytes", |b| *b != 0x0B && *b != 0x1C), 0..300)
+    proptest::collection::vec(
+        any::<u8>().prop_filter("no framing bytes", |b| *b != 0x0B && *b != 0x1C),
+        0..300,
+    )
 }
 
 proptest! {

@@ -27,10 +27,15 @@ async fn every_acked_message_survives_sigkill_right_after_the_last_ack() {
         bridge.kill();
     }
     let restarted = Bridge::serve(dir.path(), &[]);
-    let records = EmbeddedReader::open(dir.path()).unwrap().read("hl7v2.adt", 0, 10_000).unwrap();
+    let records = EmbeddedReader::open(dir.path())
+        .unwrap()
+        .read("hl7v2.adt", 0, 10_000)
+        .unwrap();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for r in &records {
-        *seen.entry(r.header("hl7.control_id").unwrap().to_owned()).or_default() += 1;
+        *seen
+            .entry(r.header("hl7.control_id").unwrap().to_owned())
+            .or_default() += 1;
     }
     for id in &acked {
         assert_eq!(seen.get(id), Some(&1), "{id} ACKed, so stored exactly once");
@@ -42,7 +47,11 @@ async fn every_acked_message_survives_sigkill_right_after_the_last_ack() {
     }
     for (p, mut offs) in by_partition {
         offs.sort_unstable();
-        assert_eq!(offs, (0..offs.len() as i64).collect::<Vec<_>>(), "partition {p}");
+        assert_eq!(
+            offs,
+            (0..offs.len() as i64).collect::<Vec<_>>(),
+            "partition {p}"
+        );
     }
     restarted.kill();
 }
@@ -53,7 +62,13 @@ async fn sigterm_drains_and_exits_zero() {
     let bridge = Bridge::serve(dir.path(), &[]);
     let mut client = Client::connect(bridge.addr).await;
     assert_eq!(client.roundtrip(&adt("TERM1", "M1")).await.code(), "AA");
-    let status = tokio::task::spawn_blocking(move || bridge.terminate(Duration::from_secs(10))).await.unwrap();
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "exit 0 after SIGTERM");
+    let status = tokio::task::spawn_blocking(move || bridge.terminate(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exit 0 after SIGTERM"
+    );
     assert!(client.closed_within(Duration::from_secs(5)).await);
 }

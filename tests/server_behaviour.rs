@@ -57,12 +57,18 @@ async fn pipelined_frames_are_acked_in_arrival_order() {
     let mut client = server.connect().await;
     let mut burst = Vec::new();
     for i in 0..16 {
-        burst.extend(hl7bridge::mllp::frame(&adt(&format!("PIPE{i:02}"), &format!("M{}", i % 3))));
+        burst.extend(hl7bridge::mllp::frame(&adt(
+            &format!("PIPE{i:02}"),
+            &format!("M{}", i % 3),
+        )));
     }
     client.stream.write_all(&burst).await.unwrap();
     for i in 0..16 {
         let ack = Ack::parse(&client.recv().await);
-        assert_eq!((ack.code(), ack.control_id()), ("AA", format!("PIPE{i:02}").as_str()));
+        assert_eq!(
+            (ack.code(), ack.control_id()),
+            ("AA", format!("PIPE{i:02}").as_str())
+        );
     }
     assert_eq!(server.records("hl7v2.adt").len(), 16);
 }
@@ -71,7 +77,11 @@ async fn pipelined_frames_are_acked_in_arrival_order() {
 async fn junk_between_frames_is_discarded_and_the_message_still_acked() {
     let server = TestServer::start().await;
     let mut client = server.connect().await;
-    client.stream.write_all(b"\r\n\r\nGET / HTTP/1.0\r\n").await.unwrap();
+    client
+        .stream
+        .write_all(b"\r\n\r\nGET / HTTP/1.0\r\n")
+        .await
+        .unwrap();
     let ack = client.roundtrip(&adt("JUNK1", "M1")).await;
     assert_eq!(ack.code(), "AA");
     assert_eq!(server.records("hl7v2.adt").len(), 1);
@@ -103,8 +113,15 @@ async fn a_stalled_partial_frame_is_closed_after_frame_timeout() {
     l.frame_timeout = Duration::from_millis(300);
     let server = TestServer::start_with(l, IntakeConfig::default(), |l| l).await;
     let mut client = server.connect().await;
-    client.stream.write_all(b"\x0bMSH|^~\\&|SLOW").await.unwrap();
-    assert!(client.closed_within(Duration::from_secs(5)).await, "closed by frame_timeout");
+    client
+        .stream
+        .write_all(b"\x0bMSH|^~\\&|SLOW")
+        .await
+        .unwrap();
+    assert!(
+        client.closed_within(Duration::from_secs(5)).await,
+        "closed by frame_timeout"
+    );
     assert!(server.records("hl7v2.adt").is_empty());
 }
 
@@ -128,7 +145,11 @@ async fn a_slowloris_drip_does_not_reset_the_frame_timer() {
             break;
         }
     }
-    assert!(closed, "a frame dripping one byte per 100 ms is closed (elapsed {:?})", start.elapsed());
+    assert!(
+        closed,
+        "a frame dripping one byte per 100 ms is closed (elapsed {:?})",
+        start.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -143,17 +164,22 @@ async fn an_idle_connection_is_closed_after_idle_timeout() {
 
 #[tokio::test]
 async fn storage_failure_answers_ae_207_never_aa() {
-    let server = TestServer::start_with(limits(), IntakeConfig::default(), |_| Arc::new(FailingLog)).await;
+    let server =
+        TestServer::start_with(limits(), IntakeConfig::default(), |_| Arc::new(FailingLog)).await;
     let mut client = server.connect().await;
     let ack = client.roundtrip(&adt("FAIL1", "M1")).await;
     assert_eq!((ack.code(), ack.control_id()), ("AE", "FAIL1"));
     assert!(ack.segment("ERR").unwrap()[3].starts_with("207^"));
     // A message that would be rejected is also answered AE: its dead-letter
     // copy was not stored, so the sender must keep and resend it.
-    let ack = client.roundtrip(b"MSH|^~\\&|A|B|C|D|2026||SIU^S12|FAIL2|P|2.5.1\r").await;
+    let ack = client
+        .roundtrip(b"MSH|^~\\&|A|B|C|D|2026||SIU^S12|FAIL2|P|2.5.1\r")
+        .await;
     assert_eq!(ack.code(), "AE");
     // Enhanced mode: CE.
-    let ack = client.roundtrip(b"MSH|^~\\&|A|B|C|D|2026||ADT^A01|FAIL3|P|2.5.1|||AL|NE\rPID|||1\r").await;
+    let ack = client
+        .roundtrip(b"MSH|^~\\&|A|B|C|D|2026||ADT^A01|FAIL3|P|2.5.1|||AL|NE\rPID|||1\r")
+        .await;
     assert_eq!(ack.code(), "CE");
 }
 
@@ -169,7 +195,10 @@ async fn an_unconfirmed_append_answers_ae_after_ack_timeout() {
 
 #[tokio::test]
 async fn shutdown_drains_in_flight_messages_then_stops() {
-    let server = TestServer::start_with(limits(), IntakeConfig::default(), |l| Arc::new(SlowLog(l, Duration::from_millis(400)))).await;
+    let server = TestServer::start_with(limits(), IntakeConfig::default(), |l| {
+        Arc::new(SlowLog(l, Duration::from_millis(400)))
+    })
+    .await;
     let mut client = server.connect().await;
     let mut burst = Vec::new();
     for i in 0..8 {
@@ -180,20 +209,37 @@ async fn shutdown_drains_in_flight_messages_then_stops() {
     server.shutdown.cancel();
     for i in 0..8 {
         let ack = Ack::parse(&client.recv().await);
-        assert_eq!((ack.code(), ack.control_id()), ("AA", format!("DRAIN{i}").as_str()));
+        assert_eq!(
+            (ack.code(), ack.control_id()),
+            ("AA", format!("DRAIN{i}").as_str())
+        );
     }
     assert!(client.closed_within(Duration::from_secs(5)).await);
-    tokio::time::timeout(Duration::from_secs(5), server.handle).await.expect("server stops").unwrap();
-    assert!(tokio::net::TcpStream::connect(server.addr).await.is_err(), "no longer accepting");
+    tokio::time::timeout(Duration::from_secs(5), server.handle)
+        .await
+        .expect("server stops")
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(server.addr).await.is_err(),
+        "no longer accepting"
+    );
     let dir = server.dir;
-    let stored = hl7bridge::log::embedded::EmbeddedReader::open(dir.path()).unwrap().read("hl7v2.adt", 0, 100).unwrap();
+    let stored = hl7bridge::log::embedded::EmbeddedReader::open(dir.path())
+        .unwrap()
+        .read("hl7v2.adt", 0, 100)
+        .unwrap();
     assert_eq!(stored.len(), 8);
 }
 
 #[tokio::test]
 async fn connections_beyond_max_connections_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(hl7bridge::log::embedded::EmbeddedLog::open(hl7bridge::log::embedded::EmbeddedConfig::new(dir.path())).unwrap());
+    let log = Arc::new(
+        hl7bridge::log::embedded::EmbeddedLog::open(hl7bridge::log::embedded::EmbeddedConfig::new(
+            dir.path(),
+        ))
+        .unwrap(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = hl7bridge::server::Server {
@@ -210,11 +256,18 @@ async fn connections_beyond_max_connections_are_refused() {
     assert_eq!(a.roundtrip(&adt("CAP1", "M")).await.code(), "AA");
     assert_eq!(b.roundtrip(&adt("CAP2", "M")).await.code(), "AA");
     let mut c = Client::connect(addr).await;
-    assert!(c.closed_within(Duration::from_secs(5)).await, "third connection is closed");
+    assert!(
+        c.closed_within(Duration::from_secs(5)).await,
+        "third connection is closed"
+    );
     drop(a);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut d = Client::connect(addr).await;
-    assert_eq!(d.roundtrip(&adt("CAP3", "M")).await.code(), "AA", "a freed slot is reused");
+    assert_eq!(
+        d.roundtrip(&adt("CAP3", "M")).await.code(),
+        "AA",
+        "a freed slot is reused"
+    );
     token.cancel();
 }
 
@@ -238,13 +291,23 @@ async fn eight_concurrent_connections_every_message_acked_and_stored_once() {
     }
     let records = server.records("hl7v2.adt");
     assert_eq!(records.len(), 1600);
-    let mut ids: Vec<_> = records.iter().map(|r| r.header("hl7.control_id").unwrap().to_owned()).collect();
+    let mut ids: Vec<_> = records
+        .iter()
+        .map(|r| r.header("hl7.control_id").unwrap().to_owned())
+        .collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 1600, "each exactly once");
     // Per patient key, offsets within a partition follow send order on a connection.
     for c in 0..8 {
-        let mine: Vec<_> = records.iter().filter(|r| r.header("hl7.control_id").unwrap().starts_with(&format!("C{c}-"))).collect();
+        let mine: Vec<_> = records
+            .iter()
+            .filter(|r| {
+                r.header("hl7.control_id")
+                    .unwrap()
+                    .starts_with(&format!("C{c}-"))
+            })
+            .collect();
         for w in mine.windows(2) {
             if w[0].key == w[1].key {
                 assert!(w[0].offset < w[1].offset);

@@ -13,7 +13,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{parse_bytes, Config};
 
 #[derive(Debug, Parser)]
-#[command(name = "hl7bridge", version, about = "HL7 v2 over MLLP, ACKed only after durable storage")]
+#[command(
+    name = "hl7bridge",
+    version,
+    about = "HL7 v2 over MLLP, ACKed only after durable storage"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -105,8 +109,20 @@ impl ServeArgs {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = v.clone(); } )* };
         }
-        set!(listen, partitions, topic_prefix, accept_types, patient_id_types, charset_fallback,
-             max_message_bytes, max_connections, max_in_flight, frame_timeout, idle_timeout, ack_timeout);
+        set!(
+            listen,
+            partitions,
+            topic_prefix,
+            accept_types,
+            patient_id_types,
+            charset_fallback,
+            max_message_bytes,
+            max_connections,
+            max_in_flight,
+            frame_timeout,
+            idle_timeout,
+            ack_timeout
+        );
         c.validate()?;
         Ok(c)
     }

@@ -16,7 +16,9 @@ use crate::server::{ConnectionLimits, Server};
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let cfg = args.config()?;
     crate::telemetry::init(&cfg.log_format);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(serve(cfg))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -35,9 +37,10 @@ pub fn intake_config(cfg: &Config) -> anyhow::Result<IntakeConfig> {
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let mut store = EmbeddedConfig::new(&cfg.data_dir);
     store.partitions = cfg.partitions;
-    let log = Arc::new(
-        EmbeddedLog::open(store).with_context(|| format!("opening the embedded store in {}", cfg.data_dir.display()))?,
-    );
+    let log =
+        Arc::new(EmbeddedLog::open(store).with_context(|| {
+            format!("opening the embedded store in {}", cfg.data_dir.display())
+        })?);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding the MLLP listener to {}", cfg.listen))?;
@@ -55,7 +58,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         max_connections: cfg.max_connections,
     };
     // One line on stdout for scripts and tests: where we listen, where we store.
-    println!("hl7bridge listening on {} (embedded store at {})", server.local_addr()?, cfg.data_dir.display());
+    println!(
+        "hl7bridge listening on {} (embedded store at {})",
+        server.local_addr()?,
+        cfg.data_dir.display()
+    );
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_on_shutdown(shutdown.clone()));
     server.run(shutdown).await;
@@ -68,7 +75,10 @@ async fn signal_on_shutdown(token: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             tracing::error!("cannot install signal handlers");
             return;
         };

@@ -44,7 +44,11 @@ pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
     let cfg = args.store.config()?;
     let reader = EmbeddedReader::open(&cfg.data_dir)?;
     let follow = args.follow || !args.from_beginning;
-    let mut after = if args.from_beginning { 0 } else { reader.last_id(&args.topic)? };
+    let mut after = if args.from_beginning {
+        0
+    } else {
+        reader.last_id(&args.topic)?
+    };
     let mut printed = 0u64;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -57,7 +61,9 @@ pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
             match args.format {
                 Format::Json => writeln!(out, "{}", to_json(r))?,
                 Format::Hl7 => {
-                    let text = String::from_utf8_lossy(&r.value).replace("\r\n", "\n").replace('\r', "\n");
+                    let text = String::from_utf8_lossy(&r.value)
+                        .replace("\r\n", "\n")
+                        .replace('\r', "\n");
                     writeln!(out, "{}", text.trim_end())?;
                     writeln!(out)?;
                 }
@@ -95,7 +101,8 @@ pub fn to_json(r: &StoredRecord) -> Value {
     match std::str::from_utf8(&r.value) {
         Ok(s) => obj["value"] = Value::String(s.to_owned()),
         Err(_) => {
-            obj["value"] = Value::String(base64::engine::general_purpose::STANDARD.encode(&r.value));
+            obj["value"] =
+                Value::String(base64::engine::general_purpose::STANDARD.encode(&r.value));
             obj["value_encoding"] = Value::String("base64".into());
         }
     }

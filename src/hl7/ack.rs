@@ -167,7 +167,13 @@ pub fn escape(text: &str, d: &Delimiters) -> String {
 
 /// Builds an ACK as text (segments separated by CR, trailing CR).
 /// `header` is the inbound MSH, or a default for input with no readable MSH.
-pub fn ack_text(header: &MessageHeader, code: AckCode, error: Option<&Reject>, control_id: &str, now: &str) -> String {
+pub fn ack_text(
+    header: &MessageHeader,
+    code: AckCode,
+    error: Option<&Reject>,
+    control_id: &str,
+    now: &str,
+) -> String {
     let d = &header.delimiters;
     let f = d.field;
     let c = d.component;
@@ -218,7 +224,10 @@ pub fn ack_text(header: &MessageHeader, code: AckCode, error: Option<&Reject>, c
     }
     s.push('\r');
     if let Some(e) = error {
-        let (seg, field) = e.field.map(|(s, n)| (s, n.to_string())).unwrap_or(("", String::new()));
+        let (seg, field) = e
+            .field
+            .map(|(s, n)| (s, n.to_string()))
+            .unwrap_or(("", String::new()));
         let seq = if seg.is_empty() { "" } else { "1" };
         if legacy {
             // v2.3/2.4: ERR-1 (ELD) = segment^sequence^field^code&text&HL70357
@@ -231,8 +240,15 @@ pub fn ack_text(header: &MessageHeader, code: AckCode, error: Option<&Reject>, c
         } else {
             // v2.5+: ERR-2 location, ERR-3 code (CWE, table 0357), ERR-4 severity,
             // ERR-7 diagnostic information, ERR-8 user message.
-            let location = if seg.is_empty() { String::new() } else { format!("{seg}{c}{seq}{c}{field}") };
-            let diagnostic = e.segment_line.map(|l| format!("segment line {l}")).unwrap_or_default();
+            let location = if seg.is_empty() {
+                String::new()
+            } else {
+                format!("{seg}{c}{seq}{c}{field}")
+            };
+            let diagnostic = e
+                .segment_line
+                .map(|l| format!("segment line {l}"))
+                .unwrap_or_default();
             s.push_str(&format!(
                 "ERR{f}{f}{location}{f}{}{c}{}{c}HL70357{f}E{f}{f}{f}{diagnostic}{f}{}\r",
                 e.code.code(),
@@ -245,7 +261,13 @@ pub fn ack_text(header: &MessageHeader, code: AckCode, error: Option<&Reject>, c
 }
 
 /// Builds and encodes an ACK in the inbound charset.
-pub fn ack_bytes(header: &MessageHeader, charset: Charset, code: AckCode, error: Option<&Reject>, ids: &ControlIds) -> Vec<u8> {
+pub fn ack_bytes(
+    header: &MessageHeader,
+    charset: Charset,
+    code: AckCode,
+    error: Option<&Reject>,
+    ids: &ControlIds,
+) -> Vec<u8> {
     charset.encode(&ack_text(header, code, error, &ids.next(), &hl7_now()))
 }
 
@@ -268,7 +290,8 @@ mod tests {
     }
 
     const V251: &str = "MSH|^~\\&|SENDAPP|SENDFAC|RECVAPP|RECVFAC|20261101120000||ORU^R01^ORU_R01|CTRL42|P|2.5.1||||||8859/1\r";
-    const V23: &str = "MSH|^~\\&|SENDAPP|SENDFAC|RECVAPP|RECVFAC|20261101120000||ADT^A01|CTRL23|T|2.3\r";
+    const V23: &str =
+        "MSH|^~\\&|SENDAPP|SENDFAC|RECVAPP|RECVFAC|20261101120000||ADT^A01|CTRL23|T|2.3\r";
 
     fn segs(ack: &str) -> Vec<Vec<String>> {
         ack.trim_end_matches('\r')
@@ -284,8 +307,16 @@ mod tests {
         let msh = &a[0];
         assert_eq!(msh[0], "MSH");
         assert_eq!(msh[1], "^~\\&");
-        assert_eq!((msh[2].as_str(), msh[3].as_str()), ("RECVAPP", "RECVFAC"), "MSH-3/4 from inbound MSH-5/6");
-        assert_eq!((msh[4].as_str(), msh[5].as_str()), ("SENDAPP", "SENDFAC"), "MSH-5/6 from inbound MSH-3/4");
+        assert_eq!(
+            (msh[2].as_str(), msh[3].as_str()),
+            ("RECVAPP", "RECVFAC"),
+            "MSH-3/4 from inbound MSH-5/6"
+        );
+        assert_eq!(
+            (msh[4].as_str(), msh[5].as_str()),
+            ("SENDAPP", "SENDFAC"),
+            "MSH-5/6 from inbound MSH-3/4"
+        );
         assert_eq!(msh[6], "20261122000000");
         assert_eq!(msh[8], "ACK^R01^ACK");
         assert_eq!(msh[9], "ACKID1");
@@ -301,7 +332,11 @@ mod tests {
     #[test]
     fn v25_errors_use_err3_table_0357_and_err4_severity() {
         let h = header(V251);
-        let e = Reject::new(ErrorCode::UnsupportedMessageType, "message type is not routed by this bridge").at_field("MSH", 9);
+        let e = Reject::new(
+            ErrorCode::UnsupportedMessageType,
+            "message type is not routed by this bridge",
+        )
+        .at_field("MSH", 9);
         let a = segs(&ack_text(&h, AckCode::AR, Some(&e), "X", "T"));
         assert_eq!(a[1], vec!["MSA", "AR", "CTRL42"], "no MSA-3 from v2.5 on");
         let err = &a[2];
@@ -341,14 +376,22 @@ mod tests {
             h.accept_ack_type = msh15.into();
             h.application_ack_type = msh16.into();
             let m = AckMode::of(&h);
-            [m.code(Disposition::Accepted), m.code(Disposition::Rejected(&r)), m.code(Disposition::Failed)]
+            [
+                m.code(Disposition::Accepted),
+                m.code(Disposition::Rejected(&r)),
+                m.code(Disposition::Failed),
+            ]
         };
         use AckCode::*;
         assert_eq!(with("AL", ""), [Some(CA), Some(CR), Some(CE)]);
         assert_eq!(with("NE", "AL"), [None, None, None]);
         assert_eq!(with("ER", ""), [None, Some(CR), Some(CE)]);
         assert_eq!(with("SU", ""), [Some(CA), None, None]);
-        assert_eq!(with("", "AL"), [Some(CA), Some(CR), Some(CE)], "MSH-16 alone means enhanced mode");
+        assert_eq!(
+            with("", "AL"),
+            [Some(CA), Some(CR), Some(CE)],
+            "MSH-16 alone means enhanced mode"
+        );
     }
 
     #[test]
@@ -356,7 +399,10 @@ mod tests {
         let h = header("MSH#*@!%#A#B#C#D#2026##ADT*A01#ID9#P#2.5\r");
         let e = Reject::new(ErrorCode::DataType, "a # b");
         let t = ack_text(&h, AckCode::AR, Some(&e), "X", "T");
-        assert!(t.starts_with("MSH#*@!%#C#D#A#B#T##ACK*A01*ACK#X#P#2.5\r"), "{t}");
+        assert!(
+            t.starts_with("MSH#*@!%#C#D#A#B#T##ACK*A01*ACK#X#P#2.5\r"),
+            "{t}"
+        );
         assert!(t.contains("MSA#AR#ID9\r"));
         assert!(t.contains("a !F! b"), "{t}");
     }

@@ -44,7 +44,10 @@ pub fn split(frame: &Bytes) -> Batch {
     let mut pos = base;
     while pos < frame.len() {
         let rest = &frame[pos..];
-        let line_len = rest.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(rest.len());
+        let line_len = rest
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .unwrap_or(rest.len());
         let mut next = pos + line_len;
         while next < frame.len() && (frame[next] == b'\r' || frame[next] == b'\n') {
             next += 1;
@@ -63,7 +66,9 @@ pub fn split(frame: &Bytes) -> Batch {
                     _ => {}
                 }
             }
-            _ if current.is_none() && !line.iter().all(u8::is_ascii_whitespace) => batch.stray_lines += 1,
+            _ if current.is_none() && !line.iter().all(u8::is_ascii_whitespace) => {
+                batch.stray_lines += 1
+            }
             _ => {}
         }
         pos = next;
@@ -122,7 +127,11 @@ pub fn reply_text(batch: &Batch, acks: &[String], ids: &ControlIds) -> String {
     if let Some(fhs) = &batch.file_header {
         header("FHS", fhs, &mut s);
     }
-    let bhs = batch.batch_header.clone().or_else(|| batch.file_header.clone()).unwrap_or_default();
+    let bhs = batch
+        .batch_header
+        .clone()
+        .or_else(|| batch.file_header.clone())
+        .unwrap_or_default();
     header("BHS", &bhs, &mut s);
     for a in acks {
         s.push_str(a);
@@ -146,8 +155,14 @@ mod tests {
         let frame = Bytes::from_static(BATCH);
         let b = split(&frame);
         assert_eq!(b.messages.len(), 2);
-        assert_eq!(&b.messages[0][..], b"MSH|^~\\&|A|B|C|D|2026||ADT^A01|M1|P|2.5\rPID|||1\r");
-        assert_eq!(&b.messages[1][..], b"MSH|^~\\&|A|B|C|D|2026||ADT^A08|M2|P|2.5\rPID|||2\r");
+        assert_eq!(
+            &b.messages[0][..],
+            b"MSH|^~\\&|A|B|C|D|2026||ADT^A01|M1|P|2.5\rPID|||1\r"
+        );
+        assert_eq!(
+            &b.messages[1][..],
+            b"MSH|^~\\&|A|B|C|D|2026||ADT^A08|M2|P|2.5\rPID|||2\r"
+        );
         assert_eq!(b.file_header.unwrap().control_id, "FILE1");
         assert_eq!(b.batch_header.unwrap().control_id, "BATCH1");
         assert_eq!(b.stray_lines, 0);
@@ -157,10 +172,17 @@ mod tests {
     fn reply_swaps_envelope_parties_and_counts_acks() {
         let frame = Bytes::from_static(BATCH);
         let b = split(&frame);
-        let acks = vec!["MSH|x\rMSA|AA|M1\r".to_owned(), "MSH|x\rMSA|AA|M2\r".to_owned()];
+        let acks = vec![
+            "MSH|x\rMSA|AA|M1\r".to_owned(),
+            "MSH|x\rMSA|AA|M2\r".to_owned(),
+        ];
         let r = reply_text(&b, &acks, &ControlIds::default());
         let lines: Vec<&str> = r.trim_end().split('\r').collect();
-        assert!(lines[0].starts_with("FHS|^~\\&|RAPP|RFAC|FAPP|FFAC|"), "{}", lines[0]);
+        assert!(
+            lines[0].starts_with("FHS|^~\\&|RAPP|RFAC|FAPP|FFAC|"),
+            "{}",
+            lines[0]
+        );
         assert!(lines[0].ends_with("|FILE1"));
         assert!(lines[1].starts_with("BHS|^~\\&|RAPP|RFAC|BAPP|BFAC|"));
         assert!(lines[1].ends_with("|BATCH1"));

@@ -139,8 +139,14 @@ mod tests {
         assert_eq!(Charset::from_msh18("ASCII"), Ok(Charset::Ascii));
         assert_eq!(Charset::from_msh18("UNICODE UTF-8"), Ok(Charset::Utf8));
         assert_eq!(Charset::from_msh18("8859/1"), Ok(Charset::Latin1));
-        assert!(matches!(Charset::from_msh18("8859/2"), Ok(Charset::Other(_))));
-        assert_eq!(Charset::from_msh18("UNICODE UTF-16"), Err(CharsetError::Unsupported));
+        assert!(matches!(
+            Charset::from_msh18("8859/2"),
+            Ok(Charset::Other(_))
+        ));
+        assert_eq!(
+            Charset::from_msh18("UNICODE UTF-16"),
+            Err(CharsetError::Unsupported)
+        );
     }
 
     #[test]
@@ -165,6 +171,9 @@ mod tests {
 
     #[test]
     fn declared_utf8_must_be_valid() {
-        assert_eq!(Charset::Utf8.decode(b"\xff", None).unwrap_err(), CharsetError::Invalid);
+        assert_eq!(
+            Charset::Utf8.decode(b"\xff", None).unwrap_err(),
+            CharsetError::Invalid
+        );
     }
 }

@@ -131,7 +131,10 @@ pub fn read_header_only(raw: &[u8], opts: ReadOptions) -> Option<MessageHeader> 
 pub fn read(raw: &[u8], opts: ReadOptions) -> Result<ParsedMessage, Reject> {
     let raw = strip_bom(raw);
     if !raw.starts_with(b"MSH") {
-        return Err(Reject::new(ErrorCode::SegmentSequence, "message does not start with an MSH segment"));
+        return Err(Reject::new(
+            ErrorCode::SegmentSequence,
+            "message does not start with an MSH segment",
+        ));
     }
     let first_line_end = raw
         .iter()
@@ -141,25 +144,44 @@ pub fn read(raw: &[u8], opts: ReadOptions) -> Result<ParsedMessage, Reject> {
         Some(v) => Charset::from_msh18(&v).map_err(charset_reject)?,
         None => Charset::Ascii,
     };
-    let (text, charset) = declared.decode(raw, opts.charset_fallback).map_err(charset_reject)?;
+    let (text, charset) = declared
+        .decode(raw, opts.charset_fallback)
+        .map_err(charset_reject)?;
     let normalised = normalise(&text)?;
-    let msg = Message::parse(&normalised.text)
-        .map_err(|_| Reject::new(ErrorCode::SegmentSequence, "message structure could not be parsed"))?;
+    let msg = Message::parse(&normalised.text).map_err(|_| {
+        Reject::new(
+            ErrorCode::SegmentSequence,
+            "message structure could not be parsed",
+        )
+    })?;
     let consumed = msg.raw_value().len();
     if consumed < normalised.text.len() {
         let line = normalised.text[..consumed].matches('\r').count() + 1;
-        return Err(Reject::new(ErrorCode::SegmentSequence, "a segment could not be parsed")
-            .at_segment(line));
+        return Err(
+            Reject::new(ErrorCode::SegmentSequence, "a segment could not be parsed")
+                .at_segment(line),
+        );
     }
-    let msh = msg
-        .segment("MSH")
-        .ok_or_else(|| Reject::new(ErrorCode::SegmentSequence, "message does not start with an MSH segment"))?;
+    let msh = msg.segment("MSH").ok_or_else(|| {
+        Reject::new(
+            ErrorCode::SegmentSequence,
+            "message does not start with an MSH segment",
+        )
+    })?;
     let header = header_from(msh, normalised.delimiters);
     if header.message_type.is_empty() {
-        return Err(Reject::new(ErrorCode::RequiredFieldMissing, "MSH-9 message type is empty").at_field("MSH", 9));
+        return Err(Reject::new(
+            ErrorCode::RequiredFieldMissing,
+            "MSH-9 message type is empty",
+        )
+        .at_field("MSH", 9));
     }
     if header.control_id.is_empty() {
-        return Err(Reject::new(ErrorCode::RequiredFieldMissing, "MSH-10 message control ID is empty").at_field("MSH", 10));
+        return Err(Reject::new(
+            ErrorCode::RequiredFieldMissing,
+            "MSH-10 message control ID is empty",
+        )
+        .at_field("MSH", 10));
     }
     let patient_identifiers = msg
         .segment("PID")
@@ -193,11 +215,16 @@ pub fn read(raw: &[u8], opts: ReadOptions) -> Result<ParsedMessage, Reject> {
 }
 
 fn charset_reject(e: CharsetError) -> Reject {
-    Reject::new(ErrorCode::DataType, match e {
-        CharsetError::Unsupported => "unsupported character set in MSH-18",
-        CharsetError::Invalid => "bytes are not valid in the character set declared by MSH-18",
-        CharsetError::NoFallback => "bytes are not ASCII or UTF-8 and MSH-18 does not name a character set",
-    })
+    Reject::new(
+        ErrorCode::DataType,
+        match e {
+            CharsetError::Unsupported => "unsupported character set in MSH-18",
+            CharsetError::Invalid => "bytes are not valid in the character set declared by MSH-18",
+            CharsetError::NoFallback => {
+                "bytes are not ASCII or UTF-8 and MSH-18 does not name a character set"
+            }
+        },
+    )
     .at_field("MSH", 18)
 }
 
@@ -220,20 +247,27 @@ struct Normalised {
 /// Normalises the parse copy; see the module doc for why.
 fn normalise(text: &str) -> Result<Normalised, Reject> {
     let mut lines = text.split(['\r', '\n']).filter(|l| !l.trim().is_empty());
-    let msh = lines
-        .next()
-        .ok_or_else(|| Reject::new(ErrorCode::SegmentSequence, "message does not start with an MSH segment"))?;
+    let msh = lines.next().ok_or_else(|| {
+        Reject::new(
+            ErrorCode::SegmentSequence,
+            "message does not start with an MSH segment",
+        )
+    })?;
     let (delimiters, msh_line) = normalise_msh(msh)?;
     let mut out = String::with_capacity(text.len() + 8);
     out.push_str(&msh_line);
     for (i, line) in lines.enumerate() {
         let line = line.trim_end_matches([' ', '\t']);
         let name_ok = line.len() >= 3
-            && line.as_bytes()[..3].iter().all(|b| b.is_ascii_alphanumeric())
+            && line.as_bytes()[..3]
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric())
             && (line.len() == 3 || line[3..].starts_with(delimiters.field));
         if !name_ok {
-            return Err(Reject::new(ErrorCode::SegmentSequence, "a line is not a valid segment")
-                .at_segment(i + 2));
+            return Err(
+                Reject::new(ErrorCode::SegmentSequence, "a line is not a valid segment")
+                    .at_segment(i + 2),
+            );
         }
         out.push('\r');
         out.push_str(line);
@@ -242,23 +276,41 @@ fn normalise(text: &str) -> Result<Normalised, Reject> {
             out.push(delimiters.field);
         }
     }
-    Ok(Normalised { text: out, delimiters })
+    Ok(Normalised {
+        text: out,
+        delimiters,
+    })
 }
 
 /// Validates MSH-1/MSH-2 and returns the delimiters plus an MSH line with a
 /// 4-character MSH-2 (the v2.7+ truncation character is dropped for parsing).
 fn normalise_msh(line: &str) -> Result<(Delimiters, String), Reject> {
-    let bad = || Reject::new(ErrorCode::DataType, "MSH-1/MSH-2 encoding characters are invalid").at_field("MSH", 2);
+    let bad = || {
+        Reject::new(
+            ErrorCode::DataType,
+            "MSH-1/MSH-2 encoding characters are invalid",
+        )
+        .at_field("MSH", 2)
+    };
     let line = line.trim_end_matches(['\r', '\n']);
     let mut chars = line.chars();
     if chars.by_ref().take(3).collect::<String>() != "MSH" {
-        return Err(Reject::new(ErrorCode::SegmentSequence, "message does not start with an MSH segment"));
+        return Err(Reject::new(
+            ErrorCode::SegmentSequence,
+            "message does not start with an MSH segment",
+        ));
     }
     let field = chars.next().ok_or_else(bad)?;
     let enc: String = chars.by_ref().take_while(|&c| c != field).collect();
-    let usable = |c: char| c.is_ascii() && !c.is_ascii_alphanumeric() && !c.is_ascii_whitespace() && c != field;
+    let usable = |c: char| {
+        c.is_ascii() && !c.is_ascii_alphanumeric() && !c.is_ascii_whitespace() && c != field
+    };
     let n = enc.chars().count();
-    if !(4..=5).contains(&n) || !field.is_ascii() || field.is_ascii_alphanumeric() || !enc.chars().all(usable) {
+    if !(4..=5).contains(&n)
+        || !field.is_ascii()
+        || field.is_ascii_alphanumeric()
+        || !enc.chars().all(usable)
+    {
         return Err(bad());
     }
     let e: Vec<char> = enc.chars().collect();
@@ -333,10 +385,20 @@ mod tests {
             (h.sending_application.as_str(), h.sending_facility.as_str()),
             ("APP", "FAC")
         );
-        assert_eq!((h.message_type.as_str(), h.trigger_event.as_str(), h.message_structure.as_str()), ("ADT", "A01", "ADT_A01"));
+        assert_eq!(
+            (
+                h.message_type.as_str(),
+                h.trigger_event.as_str(),
+                h.message_structure.as_str()
+            ),
+            ("ADT", "A01", "ADT_A01")
+        );
         assert_eq!(h.control_id, "CID1");
         assert_eq!(h.version_number(), Some((2, 5)));
-        assert_eq!((h.accept_ack_type.as_str(), h.application_ack_type.as_str()), ("AL", "NE"));
+        assert_eq!(
+            (h.accept_ack_type.as_str(), h.application_ack_type.as_str()),
+            ("AL", "NE")
+        );
         assert_eq!(h.charset, "UNICODE UTF-8");
         assert_eq!(m.patient_identifiers.len(), 2);
         assert_eq!(m.patient_identifiers[0].type_code, "MR");
@@ -356,7 +418,9 @@ mod tests {
 
     #[test]
     fn a_truncation_character_in_msh2_does_not_shift_fields() {
-        let v28 = A01.replacen("^~\\&", "^~\\&#", 1).replacen("2.5.1", "2.8", 1);
+        let v28 = A01
+            .replacen("^~\\&", "^~\\&#", 1)
+            .replacen("2.5.1", "2.8", 1);
         let m = read(v28.as_bytes(), ReadOptions::default()).unwrap();
         assert_eq!(m.header.control_id, "CID1");
         assert_eq!(m.header.sending_application, "APP");
@@ -373,7 +437,13 @@ mod tests {
 
     #[test]
     fn bad_encoding_characters_are_rejected() {
-        for msh in ["MSH|^~|A|B", "MSH|^^\\&|A", "MSH", "MSHX^~\\&X", "MSH|^~\\&abc|"] {
+        for msh in [
+            "MSH|^~|A|B",
+            "MSH|^^\\&|A",
+            "MSH",
+            "MSHX^~\\&X",
+            "MSH|^~\\&abc|",
+        ] {
             let e = read(msh.as_bytes(), ReadOptions::default()).unwrap_err();
             assert_eq!(e.code, ErrorCode::DataType, "{msh}");
         }
@@ -381,7 +451,11 @@ mod tests {
 
     #[test]
     fn missing_control_id_is_a_required_field_error() {
-        let e = read(b"MSH|^~\\&|A|B|C|D|2026||ADT^A01||P|2.5\r", ReadOptions::default()).unwrap_err();
+        let e = read(
+            b"MSH|^~\\&|A|B|C|D|2026||ADT^A01||P|2.5\r",
+            ReadOptions::default(),
+        )
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::RequiredFieldMissing);
     }
 

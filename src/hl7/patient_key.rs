@@ -45,25 +45,40 @@ mod tests {
     #[test]
     fn medical_record_number_wins_wherever_it_is() {
         let ids = [cx("P1", "H", "", "PI"), cx("M1", "H", "", "MR")];
-        assert_eq!(patient_key(&ids, &default_priority()).as_deref(), Some("H|M1"));
+        assert_eq!(
+            patient_key(&ids, &default_priority()).as_deref(),
+            Some("H|M1")
+        );
     }
 
     #[test]
     fn patient_internal_id_when_no_mr() {
         let ids = [cx("S1", "SSA", "", "SS"), cx("P1", "H", "", "PI")];
-        assert_eq!(patient_key(&ids, &default_priority()).as_deref(), Some("H|P1"));
+        assert_eq!(
+            patient_key(&ids, &default_priority()).as_deref(),
+            Some("H|P1")
+        );
     }
 
     #[test]
     fn first_repetition_when_no_preferred_type() {
         let ids = [cx("S1", "SSA", "", "SS"), cx("X", "H", "", "")];
-        assert_eq!(patient_key(&ids, &default_priority()).as_deref(), Some("SSA|S1"));
+        assert_eq!(
+            patient_key(&ids, &default_priority()).as_deref(),
+            Some("SSA|S1")
+        );
     }
 
     #[test]
     fn universal_id_when_namespace_is_empty_and_bare_id_without_authority() {
-        assert_eq!(patient_key(&[cx("M", "", "1.2.3", "MR")], &default_priority()).as_deref(), Some("1.2.3|M"));
-        assert_eq!(patient_key(&[cx("M", "", "", "MR")], &default_priority()).as_deref(), Some("M"));
+        assert_eq!(
+            patient_key(&[cx("M", "", "1.2.3", "MR")], &default_priority()).as_deref(),
+            Some("1.2.3|M")
+        );
+        assert_eq!(
+            patient_key(&[cx("M", "", "", "MR")], &default_priority()).as_deref(),
+            Some("M")
+        );
     }
 
     #[test]
@@ -74,6 +89,9 @@ mod tests {
     #[test]
     fn priority_is_configurable() {
         let ids = [cx("M1", "H", "", "MR"), cx("E1", "H", "", "PE")];
-        assert_eq!(patient_key(&ids, &["PE".to_owned()]).as_deref(), Some("H|E1"));
+        assert_eq!(
+            patient_key(&ids, &["PE".to_owned()]).as_deref(),
+            Some("H|E1")
+        );
     }
 }

@@ -150,7 +150,9 @@ impl Log for EmbeddedLog {
         async move {
             let tx = tx.ok_or(LogError::Closed)?;
             let (reply, rx) = oneshot::channel();
-            tx.send(Append { records, reply }).await.map_err(|_| LogError::Closed)?;
+            tx.send(Append { records, reply })
+                .await
+                .map_err(|_| LogError::Closed)?;
             match rx.await {
                 Ok(Ok(p)) => Ok(p),
                 Ok(Err(e)) => Err(LogError::Commit(e)),
@@ -182,8 +184,16 @@ impl WriterState {
             partitions.insert(name, n);
         }
         let mut next_offset = HashMap::new();
-        let mut stmt = conn.prepare("SELECT topic, partition, MAX(offset) FROM records GROUP BY topic, partition")?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i32>(1)?, r.get::<_, i64>(2)?)))? {
+        let mut stmt = conn.prepare(
+            "SELECT topic, partition, MAX(offset) FROM records GROUP BY topic, partition",
+        )?;
+        for row in stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i32>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })? {
             let (t, p, o) = row?;
             next_offset.insert((t, p), o + 1);
         }
@@ -197,7 +207,11 @@ impl WriterState {
 
     /// Commits every record of the group in one transaction. Offsets advance
     /// only if the commit succeeds.
-    fn commit(&mut self, conn: &mut Connection, group: &[Append]) -> Result<Vec<Position>, rusqlite::Error> {
+    fn commit(
+        &mut self,
+        conn: &mut Connection,
+        group: &[Append],
+    ) -> Result<Vec<Position>, rusqlite::Error> {
         let txn = conn.transaction()?;
         let mut new_topics: Vec<(String, u32)> = Vec::new();
         let mut next: HashMap<(String, i32), i64> = HashMap::new();
@@ -234,7 +248,15 @@ impl WriterState {
                     None => self.next_offset.get(&slot).copied().unwrap_or(0),
                 };
                 let headers = serde_json::to_string(&r.headers).unwrap_or_else(|_| "[]".into());
-                insert.execute(params![r.topic, partition, offset, r.timestamp_ms, r.key, headers, &r.value[..]])?;
+                insert.execute(params![
+                    r.topic,
+                    partition,
+                    offset,
+                    r.timestamp_ms,
+                    r.key,
+                    headers,
+                    &r.value[..]
+                ])?;
                 next.insert(slot, offset + 1);
                 positions.push(Position {
                     topic: r.topic.clone(),
@@ -265,7 +287,10 @@ pub struct StoredRecord {
 
 impl StoredRecord {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -286,9 +311,15 @@ impl EmbeddedReader {
     pub fn open(data_dir: &Path) -> Result<Self, LogError> {
         let path = data_dir.join(DB_FILE);
         if !path.exists() {
-            return Err(LogError::Config(format!("no hl7bridge store at {}", path.display())));
+            return Err(LogError::Config(format!(
+                "no hl7bridge store at {}",
+                path.display()
+            )));
         }
-        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Self { conn })
     }
@@ -308,7 +339,12 @@ impl EmbeddedReader {
     }
 
     /// Records of `topic` with store id greater than `after_id`, in write order.
-    pub fn read(&self, topic: &str, after_id: i64, limit: usize) -> Result<Vec<StoredRecord>, LogError> {
+    pub fn read(
+        &self,
+        topic: &str,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, LogError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, topic, partition, offset, timestamp_ms, key, headers, value FROM records
              WHERE topic = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
@@ -333,7 +369,11 @@ impl EmbeddedReader {
     pub fn last_id(&self, topic: &str) -> Result<i64, LogError> {
         Ok(self
             .conn
-            .query_row("SELECT MAX(id) FROM records WHERE topic = ?1", params![topic], |r| r.get::<_, Option<i64>>(0))
+            .query_row(
+                "SELECT MAX(id) FROM records WHERE topic = ?1",
+                params![topic],
+                |r| r.get::<_, Option<i64>>(0),
+            )
             .optional()?
             .flatten()
             .unwrap_or(0))
@@ -358,7 +398,10 @@ mod tests {
     async fn offsets_are_monotonic_per_partition_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap();
-        let p1 = log.append(vec![rec("t", Some("k"), b"a"), rec("t", Some("k"), b"b")]).await.unwrap();
+        let p1 = log
+            .append(vec![rec("t", Some("k"), b"a"), rec("t", Some("k"), b"b")])
+            .await
+            .unwrap();
         assert_eq!((p1[0].offset, p1[1].offset), (0, 1));
         assert_eq!(p1[0].partition, partition_for_key(b"k", 6) as i32);
         log.close();
@@ -368,9 +411,19 @@ mod tests {
         log.close();
         let r = EmbeddedReader::open(dir.path()).unwrap();
         let all = r.read("t", 0, 10).unwrap();
-        assert_eq!(all.iter().map(|r| &r.value[..]).collect::<Vec<_>>(), vec![b"a", b"b", b"c"]);
+        assert_eq!(
+            all.iter().map(|r| &r.value[..]).collect::<Vec<_>>(),
+            vec![b"a", b"b", b"c"]
+        );
         assert_eq!(all[0].headers, vec![("h".to_owned(), "v".to_owned())]);
-        assert_eq!(r.topics().unwrap(), vec![TopicSummary { name: "t".into(), partitions: 6, records: 3 }]);
+        assert_eq!(
+            r.topics().unwrap(),
+            vec![TopicSummary {
+                name: "t".into(),
+                partitions: 6,
+                records: 3
+            }]
+        );
     }
 
     #[tokio::test]
@@ -405,7 +458,11 @@ mod tests {
         let mut tasks = Vec::new();
         for _ in 0..16 {
             let log = log.clone();
-            tasks.push(tokio::spawn(async move { log.append(vec![rec("t", Some("same"), b"x")]).await.unwrap() }));
+            tasks.push(tokio::spawn(async move {
+                log.append(vec![rec("t", Some("same"), b"x")])
+                    .await
+                    .unwrap()
+            }));
         }
         let mut offsets = Vec::new();
         for t in tasks {

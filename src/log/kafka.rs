@@ -12,7 +12,8 @@
 //! the wait, so a sender gets AE/CE, never silence.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -84,7 +85,9 @@ impl KafkaConfig {
         c.set("linger.ms", "2");
         // Shorter than ack_timeout, so librdkafka gives up (and we answer AE)
         // before the sender's own timer would fire.
-        let budget = ack_timeout.saturating_sub(ack_timeout / 5).max(Duration::from_millis(500));
+        let budget = ack_timeout
+            .saturating_sub(ack_timeout / 5)
+            .max(Duration::from_millis(500));
         c.set("message.timeout.ms", budget.as_millis().to_string());
         c.set("queue.buffering.max.messages", "100000");
         c.set("queue.buffering.max.kbytes", "262144");
@@ -97,21 +100,144 @@ impl KafkaConfig {
 }
 
 pub struct KafkaLog {
-    producer: FutureProducer,
+    inner: Arc<Inner>,
 }
+
+/// The producer and what is needed to replace it.
+///
+/// librdkafka reconnects by itself, but an idempotent producer whose
+/// producer ID the broker no longer accepts (seen with a broker restarted on
+/// persistent storage: every produce then fails with a broker error) never
+/// recovers on its own. So when the broker rejects a produce, or librdkafka
+/// reports a fatal error, the bridge builds a fresh producer (new producer
+/// ID), at most once per `RESET_INTERVAL`. Records the old producer still
+/// held fail, and their senders get AE/CE and resend.
+struct Inner {
+    config: ClientConfig,
+    producer: RwLock<FutureProducer>,
+    last_reset: Mutex<Instant>,
+    /// The first failure since the last successful delivery.
+    first_failure: Mutex<Option<Instant>>,
+    /// A producer that has delivered nothing for this long while failing is
+    /// rebuilt even if its errors look transient: librdkafka can stay wedged
+    /// re-acquiring a producer ID from a broker that lost its state.
+    stuck_after: Duration,
+}
+
+const RESET_INTERVAL: Duration = Duration::from_secs(2);
 
 impl KafkaLog {
     pub fn new(cfg: &KafkaConfig, ack_timeout: Duration) -> Result<Self, LogError> {
-        let producer: FutureProducer = cfg.producer_config(ack_timeout)?.create().map_err(kafka_err)?;
-        Ok(Self { producer })
+        let config = cfg.producer_config(ack_timeout)?;
+        let producer: FutureProducer = config.create().map_err(kafka_err)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                producer: RwLock::new(producer),
+                last_reset: Mutex::new(Instant::now()),
+                first_failure: Mutex::new(None),
+                stuck_after: (ack_timeout * 2).max(Duration::from_secs(5)),
+            }),
+        })
     }
 
     /// Waits for queued records to be delivered (at shutdown).
     pub fn flush(&self, wait: Duration) {
-        if let Err(e) = self.producer.flush(wait) {
+        if let Err(e) = self.inner.producer().flush(wait) {
             tracing::warn!(error = %e, "kafka flush did not complete");
         }
     }
+}
+
+impl Inner {
+    fn producer(&self) -> FutureProducer {
+        match self.producer.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Called after a failed produce: replaces the producer when the
+    /// failure is one a fresh producer can fix.
+    fn after_success(&self) {
+        if let Ok(mut f) = self.first_failure.lock() {
+            *f = None;
+        }
+    }
+
+    /// Called after a failed or abandoned produce (`None`: the caller gave
+    /// up waiting). Replaces the producer when the failure is one a fresh
+    /// producer can fix, or when nothing has been delivered for `stuck_after`.
+    fn after_failure(&self, e: Option<&KafkaError>) {
+        let stuck = match self.first_failure.lock() {
+            Ok(mut f) => f.get_or_insert_with(Instant::now).elapsed() >= self.stuck_after,
+            Err(_) => false,
+        };
+        let fatal = self.producer().client().fatal_error();
+        if fatal.is_none() && !stuck && e.is_none_or(is_transient) {
+            return;
+        }
+        let Ok(mut last) = self.last_reset.lock() else {
+            return;
+        };
+        let interval = if stuck {
+            self.stuck_after
+        } else {
+            RESET_INTERVAL
+        };
+        if last.elapsed() < interval {
+            return;
+        }
+        *last = Instant::now();
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                if let Ok(mut p) = self.producer.write() {
+                    *p = fresh;
+                }
+                let error = e
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "no delivery report in time".into());
+                tracing::warn!(%error, fatal = fatal.is_some(), stuck, "kafka producer replaced");
+            }
+            Err(err) => tracing::error!(error = %err, "could not create a new kafka producer"),
+        }
+    }
+}
+
+/// Reports an append's outcome to [`Inner`], also when the append future is
+/// dropped before finishing (the connection's `ack_timeout` fired).
+struct Attempt {
+    inner: Arc<Inner>,
+    settled: bool,
+}
+
+impl Attempt {
+    fn settle(&mut self, result: &Result<Vec<Position>, KafkaError>) {
+        self.settled = true;
+        match result {
+            Ok(_) => self.inner.after_success(),
+            Err(e) => self.inner.after_failure(Some(e)),
+        }
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.inner.after_failure(None);
+        }
+    }
+}
+
+/// Failures that a reconnect fixes by itself: the broker is unreachable or slow.
+fn is_transient(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        e,
+        KafkaError::MessageProduction(
+            MessageTimedOut | QueueFull | BrokerTransportFailure | AllBrokersDown | RequestTimedOut
+        )
+    )
 }
 
 fn kafka_err(e: KafkaError) -> LogError {
@@ -120,48 +246,15 @@ fn kafka_err(e: KafkaError) -> LogError {
 
 impl Log for KafkaLog {
     fn append(&self, records: Vec<Record>) -> BoxFuture<'static, Result<Vec<Position>, LogError>> {
-        let producer = self.producer.clone();
+        let mut attempt = Attempt {
+            inner: self.inner.clone(),
+            settled: false,
+        };
         async move {
-            let mut deliveries = Vec::with_capacity(records.len());
-            for r in &records {
-                let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-                for (k, v) in &r.headers {
-                    headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
-                }
-                let mut rec = FutureRecord::<[u8], [u8]>::to(&r.topic)
-                    .payload(&r.value[..])
-                    .headers(headers)
-                    .timestamp(r.timestamp_ms);
-                if let Some(k) = &r.key {
-                    rec = rec.key(k.as_bytes());
-                }
-                loop {
-                    match producer.send_result(rec) {
-                        Ok(d) => {
-                            deliveries.push(d);
-                            break;
-                        }
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                            rec = back;
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                        Err((e, _)) => return Err(kafka_err(e)),
-                    }
-                }
-            }
-            let mut positions = Vec::with_capacity(deliveries.len());
-            for (d, r) in futures::future::join_all(deliveries).await.into_iter().zip(&records) {
-                match d {
-                    Ok(Ok(delivery)) => positions.push(Position {
-                        topic: r.topic.clone(),
-                        partition: delivery.partition,
-                        offset: delivery.offset,
-                    }),
-                    Ok(Err((e, _))) => return Err(kafka_err(e)),
-                    Err(_) => return Err(LogError::Closed),
-                }
-            }
-            Ok(positions)
+            let producer = attempt.inner.producer();
+            let result = produce(&producer, &records).await;
+            attempt.settle(&result);
+            result.map_err(kafka_err)
         }
         .boxed()
     }
@@ -171,22 +264,88 @@ impl Log for KafkaLog {
     }
 }
 
+/// Produces every record and waits for every delivery report.
+async fn produce(
+    producer: &FutureProducer,
+    records: &[Record],
+) -> Result<Vec<Position>, KafkaError> {
+    {
+        let mut deliveries = Vec::with_capacity(records.len());
+        for r in records {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let mut rec = FutureRecord::<[u8], [u8]>::to(&r.topic)
+                .payload(&r.value[..])
+                .headers(headers)
+                .timestamp(r.timestamp_ms);
+            if let Some(k) = &r.key {
+                rec = rec.key(k.as_bytes());
+            }
+            loop {
+                match producer.send_result(rec) {
+                    Ok(d) => {
+                        deliveries.push(d);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        rec = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => return Err(e),
+                }
+            }
+        }
+        let mut positions = Vec::with_capacity(deliveries.len());
+        for (d, r) in futures::future::join_all(deliveries)
+            .await
+            .into_iter()
+            .zip(records)
+        {
+            match d {
+                Ok(Ok(delivery)) => positions.push(Position {
+                    topic: r.topic.clone(),
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                }),
+                Ok(Err((e, _))) => return Err(e),
+                Err(_) => return Err(KafkaError::Canceled),
+            }
+        }
+        Ok(positions)
+    }
+}
+
 /// Creates topics that do not exist yet. Existing topics are left alone
 /// (their partition count is reported by `list_topics`).
-pub async fn create_topics(cfg: &KafkaConfig, names: &[String], partitions: u32, replication: i32) -> Result<Vec<(String, &'static str)>, LogError> {
+pub async fn create_topics(
+    cfg: &KafkaConfig,
+    names: &[String],
+    partitions: u32,
+    replication: i32,
+) -> Result<Vec<(String, &'static str)>, LogError> {
     let admin: AdminClient<DefaultClientContext> = cfg.base().create().map_err(kafka_err)?;
     let topics: Vec<NewTopic> = names
         .iter()
         .map(|n| NewTopic::new(n, partitions as i32, TopicReplication::Fixed(replication)))
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin.create_topics(&topics, &opts).await.map_err(kafka_err)?;
+    let results = admin
+        .create_topics(&topics, &opts)
+        .await
+        .map_err(kafka_err)?;
     let mut out = Vec::new();
     for r in results {
         match r {
             Ok(name) => out.push((name, "created")),
             Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => out.push((name, "exists")),
-            Err((name, code)) => return Err(LogError::Kafka(format!("creating topic {name}: {code}"))),
+            Err((name, code)) => {
+                return Err(LogError::Kafka(format!("creating topic {name}: {code}")))
+            }
         }
     }
     Ok(out)
@@ -204,7 +363,9 @@ fn consumer(cfg: &KafkaConfig) -> Result<BaseConsumer, LogError> {
 /// Topics with partition counts and record counts (high - low watermark).
 pub fn list_topics(cfg: &KafkaConfig) -> Result<Vec<TopicSummary>, LogError> {
     let c = consumer(cfg)?;
-    let md = c.fetch_metadata(None, Duration::from_secs(10)).map_err(kafka_err)?;
+    let md = c
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(kafka_err)?;
     let mut out = Vec::new();
     for t in md.topics() {
         if t.name().starts_with("__") {
@@ -212,7 +373,9 @@ pub fn list_topics(cfg: &KafkaConfig) -> Result<Vec<TopicSummary>, LogError> {
         }
         let mut records = 0u64;
         for p in t.partitions() {
-            let (lo, hi) = c.fetch_watermarks(t.name(), p.id(), Duration::from_secs(10)).map_err(kafka_err)?;
+            let (lo, hi) = c
+                .fetch_watermarks(t.name(), p.id(), Duration::from_secs(10))
+                .map_err(kafka_err)?;
             records += (hi - lo).max(0) as u64;
         }
         out.push(TopicSummary {
@@ -227,9 +390,17 @@ pub fn list_topics(cfg: &KafkaConfig) -> Result<Vec<TopicSummary>, LogError> {
 
 /// Reads a topic without committing. Calls `each` per record until it returns
 /// false, or (unless `follow`) until every partition is at its end.
-pub fn tail(cfg: &KafkaConfig, topic: &str, from_beginning: bool, follow: bool, mut each: impl FnMut(StoredRecord) -> bool) -> Result<(), LogError> {
+pub fn tail(
+    cfg: &KafkaConfig,
+    topic: &str,
+    from_beginning: bool,
+    follow: bool,
+    mut each: impl FnMut(StoredRecord) -> bool,
+) -> Result<(), LogError> {
     let c = consumer(cfg)?;
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(kafka_err)?;
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(kafka_err)?;
     let t = md
         .topics()
         .iter()
@@ -238,9 +409,12 @@ pub fn tail(cfg: &KafkaConfig, topic: &str, from_beginning: bool, follow: bool, 
     let mut tpl = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
     for p in t.partitions() {
-        let (lo, hi) = c.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).map_err(kafka_err)?;
+        let (lo, hi) = c
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+            .map_err(kafka_err)?;
         let start = if from_beginning { lo } else { hi };
-        tpl.add_partition_offset(topic, p.id(), Offset::Offset(start)).map_err(kafka_err)?;
+        tpl.add_partition_offset(topic, p.id(), Offset::Offset(start))
+            .map_err(kafka_err)?;
         if hi > start {
             ends.insert(p.id(), hi);
         }
@@ -250,7 +424,9 @@ pub fn tail(cfg: &KafkaConfig, topic: &str, from_beginning: bool, follow: bool, 
         if !follow && ends.is_empty() {
             return Ok(());
         }
-        let Some(m) = c.poll(Duration::from_millis(500)) else { continue };
+        let Some(m) = c.poll(Duration::from_millis(500)) else {
+            continue;
+        };
         let m = m.map_err(kafka_err)?;
         if let Some(end) = ends.get(&m.partition()) {
             if m.offset() + 1 >= *end {
@@ -261,7 +437,12 @@ pub fn tail(cfg: &KafkaConfig, topic: &str, from_beginning: bool, follow: bool, 
             .headers()
             .map(|h| {
                 h.iter()
-                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -287,17 +468,27 @@ mod tests {
 
     #[test]
     fn the_ack_promise_cannot_be_configured_away() {
-        let mut cfg = KafkaConfig { brokers: "127.0.0.1:9092".into(), ..Default::default() };
+        let mut cfg = KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            ..Default::default()
+        };
         cfg.properties.insert("acks".into(), "1".into());
         assert!(cfg.producer_config(Duration::from_secs(10)).is_err());
         cfg.properties.insert("acks".into(), "all".into());
-        cfg.properties.insert("enable.idempotence".into(), "false".into());
+        cfg.properties
+            .insert("enable.idempotence".into(), "false".into());
         assert!(cfg.producer_config(Duration::from_secs(10)).is_err());
-        cfg.properties.insert("enable.idempotence".into(), "true".into());
-        cfg.properties.insert("compression.type".into(), "zstd".into());
+        cfg.properties
+            .insert("enable.idempotence".into(), "true".into());
+        cfg.properties
+            .insert("compression.type".into(), "zstd".into());
         let c = cfg.producer_config(Duration::from_secs(10)).unwrap();
         assert_eq!(c.get("partitioner"), Some("murmur2_random"));
         assert_eq!(c.get("compression.type"), Some("zstd"));
-        assert_eq!(c.get("message.timeout.ms"), Some("8000"), "below ack_timeout");
+        assert_eq!(
+            c.get("message.timeout.ms"),
+            Some("8000"),
+            "below ack_timeout"
+        );
     }
 }

@@ -101,7 +101,10 @@ impl Decoder for MllpCodec {
                         src.advance(fs + 2);
                         self.in_frame = false;
                         self.scanned = 0;
-                        return Err(MllpError::Oversize { limit: self.max_message_bytes, head });
+                        return Err(MllpError::Oversize {
+                            limit: self.max_message_bytes,
+                            head,
+                        });
                     }
                     let payload = src.split_to(fs).freeze();
                     src.advance(2);
@@ -258,8 +261,15 @@ mod tests {
     fn a_complete_oversize_frame_in_one_read_is_still_oversize() {
         let mut c = MllpCodec::new(10);
         let mut buf = BytesMut::from(&b"\x0bMSH|^~\\&|0123456789\x1c\x0d\x0bOK\x1c\x0d"[..]);
-        assert!(matches!(c.decode(&mut buf), Err(MllpError::Oversize { .. })));
-        assert_eq!(&c.decode(&mut buf).unwrap().unwrap()[..], b"OK", "the stream stays in sync");
+        assert!(matches!(
+            c.decode(&mut buf),
+            Err(MllpError::Oversize { .. })
+        ));
+        assert_eq!(
+            &c.decode(&mut buf).unwrap().unwrap()[..],
+            b"OK",
+            "the stream stays in sync"
+        );
     }
 
     #[test]

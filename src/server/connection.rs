@@ -56,14 +56,16 @@ impl Connection {
     pub async fn run(self, socket: TcpStream, shutdown: CancellationToken) -> Closed {
         let _ = socket.set_nodelay(true);
         let (rd, mut wr) = socket.into_split();
-        let mut reader = FramedRead::with_capacity(rd, MllpCodec::new(self.limits.max_message_bytes), 16 * 1024);
+        let mut reader =
+            FramedRead::with_capacity(rd, MllpCodec::new(self.limits.max_message_bytes), 16 * 1024);
         let mut pending = FuturesOrdered::new();
         let mut last_activity = Instant::now();
         let mut frame_started: Option<Instant> = None;
         let mut draining: Option<Closed> = None;
         // The loop wakes at least this often to check the frame timer, since
         // partial reads complete inside the codec without waking it.
-        let tick = (self.limits.frame_timeout.min(self.limits.idle_timeout) / 4).max(Duration::from_millis(50));
+        let tick = (self.limits.frame_timeout.min(self.limits.idle_timeout) / 4)
+            .max(Duration::from_millis(50));
 
         let closed = loop {
             let junk = reader.decoder_mut().take_junk_bytes();
@@ -152,7 +154,10 @@ impl Connection {
 
     /// Appends the frame's records and builds the reply. The reply says AA
     /// only if the append resolved Ok within `ack_timeout`.
-    fn store_and_reply(&self, work: FrameWork) -> futures::future::BoxFuture<'static, Option<Vec<u8>>> {
+    fn store_and_reply(
+        &self,
+        work: FrameWork,
+    ) -> futures::future::BoxFuture<'static, Option<Vec<u8>>> {
         let intake = self.intake.clone();
         let log = self.log.clone();
         let ack_timeout = self.limits.ack_timeout;
@@ -189,7 +194,8 @@ impl Connection {
                     tracing::info!(
                         control_id = item.control_id(),
                         message_type = h.map(|h| h.message_type.as_str()).unwrap_or(""),
-                        sending_application = h.map(|h| h.sending_application.as_str()).unwrap_or(""),
+                        sending_application =
+                            h.map(|h| h.sending_application.as_str()).unwrap_or(""),
                         sending_facility = h.map(|h| h.sending_facility.as_str()).unwrap_or(""),
                         error_code = r.code.code(),
                         reason = r.reason,
@@ -197,7 +203,12 @@ impl Connection {
                     );
                 }
             }
-            tracing::trace!(records = n, elapsed_us = started.elapsed().as_micros() as u64, stored, "frame done");
+            tracing::trace!(
+                records = n,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                stored,
+                "frame done"
+            );
             intake.reply(&work, stored)
         })
     }

@@ -46,9 +46,14 @@ pub const RAW_TOPICS: [&str; 4] = ["hl7v2.adt", "hl7v2.oru", "hl7v2.orm", "hl7v2
 
 /// Kafka settings for a test broker, with the raw topics created (6 partitions).
 pub async fn kafka_config(brokers: &str) -> KafkaConfig {
-    let cfg = KafkaConfig { brokers: brokers.to_owned(), ..Default::default() };
+    let cfg = KafkaConfig {
+        brokers: brokers.to_owned(),
+        ..Default::default()
+    };
     let names: Vec<String> = RAW_TOPICS.iter().map(|s| s.to_string()).collect();
-    hl7bridge::log::kafka::create_topics(&cfg, &names, 6, 1).await.expect("create topics");
+    hl7bridge::log::kafka::create_topics(&cfg, &names, 6, 1)
+        .await
+        .expect("create topics");
     cfg
 }
 
@@ -65,14 +70,23 @@ impl TestServer {
         wrap: impl FnOnce(Arc<dyn Log>) -> Arc<dyn Log>,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap());
+        let log: Arc<dyn Log> =
+            Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap());
         Self::start_on(log, None, dir, limits, intake, wrap).await
     }
 
     /// A server on the Kafka backend.
     pub async fn start_kafka(cfg: KafkaConfig, limits: ConnectionLimits) -> Self {
         let log: Arc<dyn Log> = Arc::new(KafkaLog::new(&cfg, limits.ack_timeout).unwrap());
-        Self::start_on(log, Some(cfg), tempfile::tempdir().unwrap(), limits, IntakeConfig::default(), |l| l).await
+        Self::start_on(
+            log,
+            Some(cfg),
+            tempfile::tempdir().unwrap(),
+            limits,
+            IntakeConfig::default(),
+            |l| l,
+        )
+        .await
     }
 
     async fn start_on(
@@ -94,7 +108,13 @@ impl TestServer {
         };
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(server.run(shutdown.clone()));
-        Self { addr, dir, shutdown, handle, kafka }
+        Self {
+            addr,
+            dir,
+            shutdown,
+            handle,
+            kafka,
+        }
     }
 
     pub fn reader(&self) -> EmbeddedReader {
@@ -124,7 +144,10 @@ impl Client {
     pub async fn connect(addr: std::net::SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).await.unwrap();
         stream.set_nodelay(true).unwrap();
-        Self { stream, buf: Vec::new() }
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     pub async fn send(&mut self, payload: &[u8]) {
@@ -136,7 +159,10 @@ impl Client {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(start) = self.buf.iter().position(|&b| b == mllp::START) {
-                if let Some(end) = self.buf[start..].windows(2).position(|w| w == [mllp::END, mllp::TRAILER]) {
+                if let Some(end) = self.buf[start..]
+                    .windows(2)
+                    .position(|w| w == [mllp::END, mllp::TRAILER])
+                {
                     let payload = self.buf[start + 1..start + end].to_vec();
                     self.buf.drain(..start + end + 2);
                     return Some(payload);
@@ -151,7 +177,9 @@ impl Client {
     }
 
     pub async fn recv(&mut self) -> Vec<u8> {
-        self.recv_within(Duration::from_secs(15)).await.expect("an ACK within 15 s")
+        self.recv_within(Duration::from_secs(15))
+            .await
+            .expect("an ACK within 15 s")
     }
 
     pub async fn roundtrip(&mut self, payload: &[u8]) -> Ack {
@@ -206,7 +234,10 @@ impl Ack {
 
     /// MSA-2.
     pub fn control_id(&self) -> &str {
-        self.segment("MSA").and_then(|m| m.get(2)).map(String::as_str).unwrap_or("")
+        self.segment("MSA")
+            .and_then(|m| m.get(2))
+            .map(String::as_str)
+            .unwrap_or("")
     }
 }
 
@@ -230,3 +261,4 @@ pub fn read_kafka_topic(cfg: &KafkaConfig, topic: &str) -> Vec<StoredRecord> {
     .unwrap();
     out
 }
+pub mod proxy;

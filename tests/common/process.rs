@@ -47,7 +47,10 @@ impl Bridge {
 
     /// SIGTERM, then wait for the exit status.
     pub fn terminate(mut self, wait: Duration) -> Option<std::process::ExitStatus> {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
             if let Some(s) = self.child.try_wait().unwrap() {

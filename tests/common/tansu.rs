@@ -16,12 +16,18 @@ pub fn tansu_bin() -> Option<PathBuf> {
     }
     let home = std::env::var("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+        });
     let p = home.join("bin/tansu");
     if p.exists() {
         return Some(p);
     }
-    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("tansu")).find(|p| p.exists()))
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("tansu"))
+            .find(|p| p.exists())
+    })
 }
 
 /// Returns the broker binary, or None when the developer opted out.
@@ -42,6 +48,8 @@ pub struct Tansu {
     bin: PathBuf,
     child: Option<Child>,
     pub port: u16,
+    /// The port clients are told to use (a proxy's, for partition tests).
+    pub advertised_port: u16,
     engine: String,
     _dir: tempfile::TempDir,
 }
@@ -60,15 +68,50 @@ impl Tansu {
         Self::start(require()?, engine, dir)
     }
 
+    /// Memory storage, advertised at `advertised_port` (where a proxy listens).
+    /// (Tansu 0.6's SQLite engine panics on a producer ID it has no row for,
+    /// tansu-storage lite.rs:503, which happens after reconnects; its memory
+    /// engine answers UnknownProducerId as Kafka does.)
+    pub fn memory_behind(advertised_port: u16) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_advertised(
+            require()?,
+            "memory://tansu/".into(),
+            dir,
+            Some(advertised_port),
+        )
+    }
+
     fn start(bin: PathBuf, engine: String, dir: tempfile::TempDir) -> Option<Self> {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut t = Self { bin, child: None, port, engine, _dir: dir };
+        Self::start_advertised(bin, engine, dir, None)
+    }
+
+    fn start_advertised(
+        bin: PathBuf,
+        engine: String,
+        dir: tempfile::TempDir,
+        advertised: Option<u16>,
+    ) -> Option<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let advertised_port = advertised.unwrap_or(port);
+        let mut t = Self {
+            bin,
+            child: None,
+            port,
+            advertised_port,
+            engine,
+            _dir: dir,
+        };
         t.restart();
         Some(t)
     }
 
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.advertised_port)
     }
 
     pub fn stop(&mut self) {
@@ -82,11 +125,27 @@ impl Tansu {
     pub fn restart(&mut self) {
         self.stop();
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised_port);
+        // The broker's log, kept for post-mortems: $TMPDIR/hl7bridge-tansu-PORT.log
+        let log_path = std::env::temp_dir().join(format!("hl7bridge-tansu-{}.log", self.port));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
         let child = Command::new(&self.bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", &self.engine])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &advertised,
+                "--storage-engine",
+                &self.engine,
+            ])
             .current_dir(self._dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
             .spawn()
             .expect("start tansu");
         self.child = Some(child);
