@@ -42,6 +42,8 @@ pub struct Config {
     pub ack_timeout: Duration,
     /// `text` or `json`.
     pub log_format: String,
+    /// The Kafka backend; used instead of the embedded store when `brokers` is set.
+    pub kafka: crate::log::kafka::KafkaConfig,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(15 * 60),
             ack_timeout: Duration::from_secs(10),
             log_format: "text".into(),
+            kafka: Default::default(),
         }
     }
 }

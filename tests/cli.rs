@@ -102,3 +102,105 @@ fn a_bad_setting_fails_at_start_with_a_clear_error() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_topics_and_tail_work_the_same_on_kafka() {
+    let Some(broker) = common::tansu::Tansu::memory() else {
+        return;
+    };
+    let brokers = broker.brokers();
+    let create = |extra: &[&str]| {
+        Command::new(bin())
+            .args([
+                "topics",
+                "create",
+                "--kafka-brokers",
+                &brokers,
+                "--partitions",
+                "4",
+                "--replication-factor",
+                "1",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let first = create(&[]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("hl7v2.adt: created"));
+    let again = create(&[]);
+    assert!(again.status.success(), "topics create is idempotent");
+    assert!(String::from_utf8_lossy(&again.stdout).contains("hl7v2.adt: exists"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::serve(dir.path(), &["--kafka-brokers", &brokers]);
+    let mut client = Client::connect(bridge.addr).await;
+    let oru = fixture("oru_r01_v251.hl7");
+    assert_eq!(client.roundtrip(&oru).await.code(), "AA");
+    bridge.kill();
+
+    let topics = Command::new(bin())
+        .args(["topics", "--kafka-brokers", &brokers])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(topics.stdout).unwrap();
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("hl7v2.oru "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row, vec!["hl7v2.oru", "4", "1"], "{text}");
+
+    let tail = Command::new(bin())
+        .args([
+            "tail",
+            "hl7v2.oru",
+            "--from-beginning",
+            "--max",
+            "1",
+            "--kafka-brokers",
+            &brokers,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        tail.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tail.stderr)
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8(tail.stdout).unwrap().trim()).unwrap();
+    assert_eq!(
+        line["value"].as_str().unwrap().as_bytes(),
+        &oru[..],
+        "exact bytes through Kafka"
+    );
+    assert_eq!(line["key"], "GENHOSP|MRN50005");
+    let p = hl7bridge::log::partitioner::partition_for_key(b"GENHOSP|MRN50005", 4);
+    assert_eq!(line["partition"], p, "murmur2 partition over 4 partitions");
+    assert_eq!(line["headers"]["hl7.message_type"], "ORU");
+}
+
+#[test]
+fn the_example_config_loads_and_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("hl7bridge.example.toml");
+    let cfg = hl7bridge::config::Config::load(Some(&path)).unwrap();
+    cfg.validate().unwrap();
+    assert_eq!(
+        cfg,
+        hl7bridge::config::Config {
+            kafka: cfg.kafka.clone(),
+            ..hl7bridge::config::Config::default()
+        },
+        "the example states the defaults"
+    );
+    assert_eq!(
+        cfg.kafka.brokers, "",
+        "the example runs on the embedded store"
+    );
+}

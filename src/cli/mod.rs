@@ -27,8 +27,8 @@ pub struct Cli {
 enum Command {
     /// Listen for MLLP and store every message before ACKing it.
     Serve(ServeArgs),
-    /// List topics with their partitions and record counts.
-    Topics(StoreArgs),
+    /// List topics with their partitions and record counts, or create them on Kafka.
+    Topics(topics::TopicsArgs),
     /// Print records of a topic as JSON Lines (or raw HL7).
     Tail(tail::TailArgs),
 }
@@ -45,6 +45,19 @@ pub struct StoreArgs {
     /// Log format: text or json.
     #[arg(long, env = "HL7BRIDGE_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Kafka bootstrap servers (host:port,...); selects the Kafka backend.
+    #[arg(long, env = "HL7BRIDGE_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// A librdkafka property, KEY=VALUE (repeatable), e.g. -X security.protocol=SSL.
+    #[arg(short = 'X', long = "kafka-property", value_parser = parse_property)]
+    pub kafka_properties: Vec<(String, String)>,
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    Ok((k.trim().to_owned(), v.trim().to_owned()))
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +111,12 @@ impl StoreArgs {
         }
         if let Some(v) = &self.log_format {
             c.log_format = v.clone();
+        }
+        if let Some(v) = &self.kafka_brokers {
+            c.kafka.brokers = v.clone();
+        }
+        for (k, v) in &self.kafka_properties {
+            c.kafka.properties.insert(k.clone(), v.clone());
         }
         Ok(c)
     }

@@ -11,6 +11,8 @@ use crate::config::Config;
 use crate::hl7::{Charset, ReadOptions};
 use crate::intake::{Intake, IntakeConfig};
 use crate::log::embedded::{EmbeddedConfig, EmbeddedLog};
+use crate::log::kafka::{self, KafkaLog};
+use crate::log::Log;
 use crate::server::{ConnectionLimits, Server};
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -34,20 +36,83 @@ pub fn intake_config(cfg: &Config) -> anyhow::Result<IntakeConfig> {
     })
 }
 
+/// The backend chosen by the config, and what to do with it at shutdown.
+enum Backend {
+    Embedded(Arc<EmbeddedLog>),
+    Kafka(Arc<KafkaLog>),
+}
+
+impl Backend {
+    fn open(cfg: &Config) -> anyhow::Result<Self> {
+        if cfg.kafka.enabled() {
+            let log = KafkaLog::new(&cfg.kafka, cfg.ack_timeout)
+                .context("configuring the Kafka producer")?;
+            return Ok(Backend::Kafka(Arc::new(log)));
+        }
+        let mut store = EmbeddedConfig::new(&cfg.data_dir);
+        store.partitions = cfg.partitions;
+        let log = EmbeddedLog::open(store)
+            .with_context(|| format!("opening the embedded store in {}", cfg.data_dir.display()))?;
+        Ok(Backend::Embedded(Arc::new(log)))
+    }
+
+    fn log(&self) -> Arc<dyn Log> {
+        match self {
+            Backend::Embedded(l) => l.clone(),
+            Backend::Kafka(l) => l.clone(),
+        }
+    }
+
+    fn describe(&self, cfg: &Config) -> String {
+        match self {
+            Backend::Embedded(_) => format!("embedded store at {}", cfg.data_dir.display()),
+            Backend::Kafka(_) => format!("kafka at {}", cfg.kafka.brokers),
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            Backend::Embedded(l) => l.close(),
+            Backend::Kafka(l) => l.flush(std::time::Duration::from_secs(5)),
+        }
+    }
+}
+
+/// Creates missing raw topics at start, best effort: an unreachable broker
+/// must not stop the listener (it answers AE/CE until the broker is back).
+async fn ensure_kafka_topics(cfg: Config) {
+    let names = super::topics::raw_topics(&cfg);
+    match kafka::create_topics(
+        &cfg.kafka,
+        &names,
+        cfg.partitions,
+        cfg.kafka.replication_factor(),
+    )
+    .await
+    {
+        Ok(results) => {
+            for (topic, outcome) in results {
+                tracing::info!(%topic, outcome, "kafka topic checked");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check kafka topics at start; create them with `hl7bridge topics create`")
+        }
+    }
+}
+
 async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let mut store = EmbeddedConfig::new(&cfg.data_dir);
-    store.partitions = cfg.partitions;
-    let log =
-        Arc::new(EmbeddedLog::open(store).with_context(|| {
-            format!("opening the embedded store in {}", cfg.data_dir.display())
-        })?);
+    let backend = Backend::open(&cfg)?;
+    if cfg.kafka.enabled() {
+        tokio::spawn(ensure_kafka_topics(cfg.clone()));
+    }
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding the MLLP listener to {}", cfg.listen))?;
     let server = Server {
         listener,
         intake: Arc::new(Intake::new(intake_config(&cfg)?)),
-        log: log.clone(),
+        log: backend.log(),
         limits: ConnectionLimits {
             max_message_bytes: cfg.max_message_bytes,
             max_in_flight: cfg.max_in_flight,
@@ -59,14 +124,14 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     // One line on stdout for scripts and tests: where we listen, where we store.
     println!(
-        "hl7bridge listening on {} (embedded store at {})",
+        "hl7bridge listening on {} ({})",
         server.local_addr()?,
-        cfg.data_dir.display()
+        backend.describe(&cfg)
     );
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_on_shutdown(shutdown.clone()));
     server.run(shutdown).await;
-    log.close();
+    backend.close();
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -42,8 +42,29 @@ pub struct TailArgs {
 
 pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
     let cfg = args.store.config()?;
-    let reader = EmbeddedReader::open(&cfg.data_dir)?;
     let follow = args.follow || !args.from_beginning;
+    if cfg.kafka.enabled() {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        let mut printed = 0u64;
+        let mut failed = None;
+        crate::log::kafka::tail(&cfg.kafka, &args.topic, args.from_beginning, follow, |r| {
+            if args.max.is_some_and(|m| printed >= m) {
+                return false;
+            }
+            if let Err(e) = print(&mut out, &r, args.format).and_then(|_| out.flush()) {
+                failed = Some(e);
+                return false;
+            }
+            printed += 1;
+            args.max.is_none_or(|m| printed < m)
+        })?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let reader = EmbeddedReader::open(&cfg.data_dir)?;
     let mut after = if args.from_beginning {
         0
     } else {
@@ -83,6 +104,18 @@ pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print(out: &mut impl Write, r: &StoredRecord, format: Format) -> std::io::Result<()> {
+    match format {
+        Format::Json => writeln!(out, "{}", to_json(r)),
+        Format::Hl7 => {
+            let text = String::from_utf8_lossy(&r.value)
+                .replace("\r\n", "\n")
+                .replace('\r', "\n");
+            writeln!(out, "{}\n", text.trim_end())
+        }
+    }
 }
 
 pub fn to_json(r: &StoredRecord) -> Value {
