@@ -7,6 +7,7 @@
 //! - [`intake`]: a frame in, records and an ACK plan out (pure)
 //! - [`log`]: the log backends behind one trait (embedded SQLite)
 //! - [`server`]: the listener and its connections
+//! - [`replay`]: the MLLP client that replays files and checks ACKs
 //! - [`cli`]: the `hl7bridge` command
 
 pub mod cli;
@@ -15,5 +16,6 @@ pub mod hl7;
 pub mod intake;
 pub mod log;
 pub mod mllp;
+pub mod replay;
 pub mod server;
 pub mod telemetry;

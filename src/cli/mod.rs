@@ -1,5 +1,6 @@
 //! The `hl7bridge` command.
 
+mod replay;
 mod serve;
 mod tail;
 mod topics;
@@ -31,6 +32,8 @@ enum Command {
     Topics(topics::TopicsArgs),
     /// Print records of a topic as JSON Lines (or raw HL7).
     Tail(tail::TailArgs),
+    /// Send files of HL7 messages over MLLP and check every ACK (also the load generator).
+    Replay(replay::ReplayArgs),
 }
 
 /// Settings shared by every command that opens the store.
@@ -153,6 +156,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Topics(args) => topics::run(args),
         Command::Tail(args) => tail::run(args),
+        Command::Replay(args) => replay::run(args),
     };
     match result {
         Ok(code) => code,

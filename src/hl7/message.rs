@@ -104,9 +104,16 @@ impl Default for ReadOptions {
     }
 }
 
-/// Strips a UTF-8 byte order mark.
+/// Strips a UTF-8 byte order mark and any whitespace before the first
+/// segment (some senders put a newline inside the frame before MSH). Only
+/// the parse copy is trimmed; the stored value keeps every byte.
 pub fn strip_bom(raw: &[u8]) -> &[u8] {
-    raw.strip_prefix(BOM).unwrap_or(raw)
+    let raw = raw.strip_prefix(BOM).unwrap_or(raw);
+    let start = raw
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(raw.len());
+    &raw[start..]
 }
 
 /// Reads the MSH alone, from raw bytes, so that even a message whose body is
@@ -414,6 +421,18 @@ mod tests {
             assert_eq!(m.header.control_id, "CID1");
             assert_eq!(m.patient_identifiers.len(), 2);
         }
+    }
+
+    #[test]
+    fn whitespace_before_msh_inside_the_frame_is_tolerated() {
+        let v = format!("\r\n  {A01}");
+        assert_eq!(
+            read(v.as_bytes(), ReadOptions::default())
+                .unwrap()
+                .header
+                .control_id,
+            "CID1"
+        );
     }
 
     #[test]
