@@ -5,7 +5,8 @@
 //! - [`mllp`]: the source's framing (MLLP release 2 codec)
 //! - [`hl7`]: reading messages, patient keys, batches, ACKs
 //! - [`intake`]: a frame in, records and an ACK plan out (pure)
-//! - [`log`]: the log backends behind one trait (embedded SQLite)
+//! - [`log`]: the log backends behind one trait (embedded SQLite, Kafka)
+//! - [`transform`]: HL7 v2 to FHIR R4 Encounter and Observation
 //! - [`server`]: the listener and its connections
 //! - [`replay`]: the MLLP client that replays files and checks ACKs
 //! - [`cli`]: the `hl7bridge` command
@@ -19,3 +20,4 @@ pub mod mllp;
 pub mod replay;
 pub mod server;
 pub mod telemetry;
+pub mod transform;

@@ -1,5 +1,6 @@
 //! The `hl7bridge` command.
 
+mod convert;
 mod replay;
 mod serve;
 mod tail;
@@ -34,6 +35,8 @@ enum Command {
     Tail(tail::TailArgs),
     /// Send files of HL7 messages over MLLP and check every ACK (also the load generator).
     Replay(replay::ReplayArgs),
+    /// Print FHIR R4 resources mapped from HL7 v2 files, offline.
+    Convert(convert::ConvertArgs),
 }
 
 /// Settings shared by every command that opens the store.
@@ -157,6 +160,7 @@ pub fn main() -> ExitCode {
         Command::Topics(args) => topics::run(args),
         Command::Tail(args) => tail::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Convert(args) => convert::run(args),
     };
     match result {
         Ok(code) => code,

@@ -75,6 +75,8 @@ impl MessageHeader {
 /// One PID-3 repetition (CX), the parts the patient key needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PatientIdentifier {
+    /// The whole CX repetition, as sent.
+    pub raw: String,
     pub id: String,
     pub authority_namespace: String,
     pub authority_universal_id: String,
@@ -134,8 +136,27 @@ pub fn read_header_only(raw: &[u8], opts: ReadOptions) -> Option<MessageHeader> 
     msg.segment("MSH").map(|msh| header_from(msh, delims))
 }
 
+/// A message decoded and normalised for hl7-parser, whose structure has been
+/// checked (every line is a segment that parses).
+#[derive(Debug, Clone)]
+pub struct Readable {
+    pub text: String,
+    pub message: ParsedMessage,
+}
+
+/// Reads a whole message and keeps the normalised text, for stages that need
+/// every segment (the FHIR transform).
+pub fn read_full(raw: &[u8], opts: ReadOptions) -> Result<Readable, Reject> {
+    let (message, text) = read_inner(raw, opts)?;
+    Ok(Readable { text, message })
+}
+
 /// Reads a whole message: decode, normalise, parse, extract MSH and PID-3.
 pub fn read(raw: &[u8], opts: ReadOptions) -> Result<ParsedMessage, Reject> {
+    read_inner(raw, opts).map(|(m, _)| m)
+}
+
+fn read_inner(raw: &[u8], opts: ReadOptions) -> Result<(ParsedMessage, String), Reject> {
     let raw = strip_bom(raw);
     if !raw.starts_with(b"MSH") {
         return Err(Reject::new(
@@ -204,6 +225,7 @@ pub fn read(raw: &[u8], opts: ReadOptions) -> Result<ParsedMessage, Reject> {
                             .unwrap_or("")
                     };
                     PatientIdentifier {
+                        raw: r.raw_value().to_owned(),
                         id: comp(1).to_owned(),
                         authority_namespace: sub(4, 1).to_owned(),
                         authority_universal_id: sub(4, 2).to_owned(),
@@ -214,11 +236,12 @@ pub fn read(raw: &[u8], opts: ReadOptions) -> Result<ParsedMessage, Reject> {
                 .collect()
         })
         .unwrap_or_default();
-    Ok(ParsedMessage {
+    let parsed = ParsedMessage {
         header,
         charset,
         patient_identifiers,
-    })
+    };
+    Ok((parsed, normalised.text))
 }
 
 fn charset_reject(e: CharsetError) -> Reject {

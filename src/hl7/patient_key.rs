@@ -11,12 +11,22 @@ pub fn default_priority() -> Vec<String> {
     vec!["MR".to_owned(), "PI".to_owned()]
 }
 
-/// Chooses the identifier and builds the key. `None` when PID-3 is empty.
-pub fn patient_key(ids: &[PatientIdentifier], priority: &[String]) -> Option<String> {
-    let chosen = priority
+/// The PID-3 repetition that identifies the patient: the first whose CX-5
+/// comes earliest in `priority`, else the first. Used for the record key and
+/// for FHIR `subject`, so the two always name the same identifier.
+pub fn choose<'a>(
+    ids: &'a [PatientIdentifier],
+    priority: &[String],
+) -> Option<&'a PatientIdentifier> {
+    priority
         .iter()
         .find_map(|t| ids.iter().find(|cx| cx.type_code.eq_ignore_ascii_case(t)))
-        .or_else(|| ids.first())?;
+        .or_else(|| ids.first())
+}
+
+/// Chooses the identifier and builds the key. `None` when PID-3 is empty.
+pub fn patient_key(ids: &[PatientIdentifier], priority: &[String]) -> Option<String> {
+    let chosen = choose(ids, priority)?;
     let authority = if chosen.authority_namespace.is_empty() {
         &chosen.authority_universal_id
     } else {
@@ -35,6 +45,7 @@ mod tests {
 
     fn cx(id: &str, ns: &str, uid: &str, ty: &str) -> PatientIdentifier {
         PatientIdentifier {
+            raw: String::new(),
             id: id.into(),
             authority_namespace: ns.into(),
             authority_universal_id: uid.into(),

@@ -1,0 +1,141 @@
+//! PV1 to Encounter (IG segments/PV1[Encounter].csv).
+
+use serde_json::{json, Map, Value};
+
+use super::datatypes::{
+    codeable_concept, datetime, identifier, location_ref, parts, practitioner_ref,
+};
+use super::{Context, MapError};
+
+/// Cancellation triggers: the encounter did not happen.
+const CANCELLATIONS: &[&str] = &["A11", "A12", "A27", "A38"];
+
+/// IG participant types for PV1-7, 8, 9 and 17 (v3-ParticipationType).
+const PARTICIPANTS: &[(usize, &str, &str)] = &[
+    (7, "ATND", "attender"),
+    (8, "REF", "referrer"),
+    (9, "CON", "consultant"),
+    (17, "ADM", "admitter"),
+];
+
+pub(super) fn map(
+    pv1: &hl7_parser::message::Segment<'_>,
+    id: &str,
+    ctx: &Context<'_>,
+) -> Result<Value, MapError> {
+    let d = &ctx.header.delimiters;
+    let t = ctx.tables;
+    let field = |n: usize| pv1.field(n).map(|f| f.raw_value()).unwrap_or("");
+    let reps = |n: usize| -> Vec<&str> {
+        pv1.field(n)
+            .map(|f| {
+                f.repeats()
+                    .map(|r| r.raw_value())
+                    .filter(|r| !r.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let trigger = ctx.header.trigger_event.to_ascii_uppercase();
+    let class_code = parts(field(2), d.component)[0].trim().to_owned();
+    let discharged = !field(45).is_empty();
+
+    // Status, in the order of precedence documented in the README.
+    let status = if CANCELLATIONS.contains(&trigger.as_str()) {
+        "cancelled".to_owned()
+    } else if trigger == "A13" {
+        "in-progress".to_owned()
+    } else if discharged {
+        "finished".to_owned()
+    } else if let Some(s) = t.event_encounter_status.get(&trigger) {
+        s.clone()
+    } else if let Some(s) = t.patient_class_status.get(&class_code) {
+        s.clone()
+    } else {
+        "unknown".to_owned()
+    };
+
+    let mut e = Map::new();
+    e.insert("resourceType".into(), json!("Encounter"));
+    e.insert("id".into(), json!(id));
+    e.insert("meta".into(), ctx.meta.clone());
+    if let Some(visit) = identifier(field(19), d, t).map(|mut v| {
+        // PV1-19 is the visit number whatever CX-5 says (IG: type VN).
+        v["type"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "VN"}], "text": "visit number"});
+        v
+    }) {
+        e.insert("identifier".into(), json!([visit]));
+    }
+    e.insert("status".into(), json!(status));
+    e.insert("class".into(), match t.patient_class.get(&class_code) {
+        Some((code, display)) => json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": code, "display": display}),
+        None if !class_code.is_empty() => json!({"system": "http://terminology.hl7.org/CodeSystem/v2-0004", "code": class_code}),
+        // Encounter.class is required; an empty PV1-2 is "unknown".
+        None => json!({"system": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor", "code": "UNK", "display": "unknown"}),
+    });
+    if let Some(cc) = codeable_concept(field(4), d, t, Some("0007")) {
+        e.insert("type".into(), json!([cc]));
+    }
+    if let Some(cc) = codeable_concept(field(10), d, t, Some("0069")) {
+        e.insert("serviceType".into(), cc);
+    }
+    if let Some(s) = &ctx.subject {
+        e.insert("subject".into(), s.clone());
+    }
+    let mut participants = Vec::new();
+    for &(n, code, display) in PARTICIPANTS {
+        for rep in reps(n) {
+            if let Some(who) = practitioner_ref(rep, d, t) {
+                participants.push(json!({
+                    "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": code, "display": display}]}],
+                    "individual": who,
+                }));
+            }
+        }
+    }
+    if !participants.is_empty() {
+        e.insert("participant".into(), Value::Array(participants));
+    }
+    let tz = &t.default_timezone;
+    let start = datetime(parts(field(44), d.component)[0], tz);
+    // A13 cancels the discharge: the encounter has no end.
+    let end = if trigger == "A13" {
+        None
+    } else {
+        datetime(parts(field(45), d.component)[0], tz)
+    };
+    if start.is_some() || end.is_some() {
+        let mut p = Map::new();
+        if let Some(s) = start {
+            p.insert("start".into(), json!(s));
+        }
+        if let Some(x) = end {
+            p.insert("end".into(), json!(x));
+        }
+        e.insert("period".into(), Value::Object(p));
+    }
+    if let Some(loc) = location_ref(field(3), d) {
+        let st = if class_code == "P" {
+            "planned"
+        } else if status == "finished" {
+            "completed"
+        } else {
+            "active"
+        };
+        e.insert("location".into(), json!([{"location": loc, "status": st}]));
+    }
+    let mut hosp = Map::new();
+    if let Some(cc) = codeable_concept(field(14), d, t, Some("0023")) {
+        hosp.insert("admitSource".into(), cc);
+    }
+    if let Some(cc) = codeable_concept(field(36), d, t, Some("0112")) {
+        hosp.insert("dischargeDisposition".into(), cc);
+    }
+    if let Some(id) = identifier(field(5), d, t) {
+        hosp.insert("preAdmissionIdentifier".into(), id);
+    }
+    if !hosp.is_empty() {
+        e.insert("hospitalization".into(), Value::Object(hosp));
+    }
+    Ok(Value::Object(e))
+}
