@@ -37,6 +37,20 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Print FHIR R4 resources mapped from HL7 v2 files, offline.
     Convert(convert::ConvertArgs),
+    /// Check mapping files.
+    Mappings {
+        #[command(subcommand)]
+        action: MappingsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MappingsAction {
+    /// Validate code tables (the built-in ones, or --mappings FILE).
+    Check {
+        #[arg(long)]
+        mappings: Option<PathBuf>,
+    },
 }
 
 /// Settings shared by every command that opens the store.
@@ -153,6 +167,24 @@ impl ServeArgs {
     }
 }
 
+fn check_mappings(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let (tables, name) = match &path {
+        Some(p) => (crate::transform::Tables::load(p)?, p.display().to_string()),
+        None => (
+            crate::transform::Tables::builtin(),
+            "built-in mappings/tables.toml".to_owned(),
+        ),
+    };
+    println!(
+        "{name}: ok ({} event, {} patient-class, {} observation-status codes; default timezone {})",
+        tables.event_encounter_status.len(),
+        tables.patient_class_status.len(),
+        tables.observation_status.len(),
+        tables.default_timezone
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -161,6 +193,9 @@ pub fn main() -> ExitCode {
         Command::Tail(args) => tail::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Mappings {
+            action: MappingsAction::Check { mappings },
+        } => check_mappings(mappings),
     };
     match result {
         Ok(code) => code,
