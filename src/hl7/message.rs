@@ -147,16 +147,31 @@ pub struct Readable {
 /// Reads a whole message and keeps the normalised text, for stages that need
 /// every segment (the FHIR transform).
 pub fn read_full(raw: &[u8], opts: ReadOptions) -> Result<Readable, Reject> {
-    let (message, text) = read_inner(raw, opts)?;
+    let (message, text) = read_inner(raw, opts, Keep::All)?;
     Ok(Readable { text, message })
 }
 
 /// Reads a whole message: decode, normalise, parse, extract MSH and PID-3.
+///
+/// Every line is checked to be a segment, but only MSH and PID are parsed
+/// into fields: they are all routing and keying need, and a segment whose
+/// line passes the check always parses (hl7-parser accepts any field content).
 pub fn read(raw: &[u8], opts: ReadOptions) -> Result<ParsedMessage, Reject> {
-    read_inner(raw, opts).map(|(m, _)| m)
+    read_inner(raw, opts, Keep::HeaderAndPatient).map(|(m, _)| m)
 }
 
-fn read_inner(raw: &[u8], opts: ReadOptions) -> Result<(ParsedMessage, String), Reject> {
+/// Which checked lines go into the parse copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    All,
+    HeaderAndPatient,
+}
+
+fn read_inner(
+    raw: &[u8],
+    opts: ReadOptions,
+    keep: Keep,
+) -> Result<(ParsedMessage, String), Reject> {
     let raw = strip_bom(raw);
     if !raw.starts_with(b"MSH") {
         return Err(Reject::new(
@@ -175,7 +190,7 @@ fn read_inner(raw: &[u8], opts: ReadOptions) -> Result<(ParsedMessage, String), 
     let (text, charset) = declared
         .decode(raw, opts.charset_fallback)
         .map_err(charset_reject)?;
-    let normalised = normalise(&text)?;
+    let normalised = normalise(&text, keep)?;
     let msg = Message::parse(&normalised.text).map_err(|_| {
         Reject::new(
             ErrorCode::SegmentSequence,
@@ -274,8 +289,9 @@ struct Normalised {
     delimiters: Delimiters,
 }
 
-/// Normalises the parse copy; see the module doc for why.
-fn normalise(text: &str) -> Result<Normalised, Reject> {
+/// Normalises the parse copy; see the module doc for why. Every line is
+/// checked; with `Keep::HeaderAndPatient` only MSH and the first PID are kept.
+fn normalise(text: &str, keep: Keep) -> Result<Normalised, Reject> {
     let mut lines = text.split(['\r', '\n']).filter(|l| !l.trim().is_empty());
     let msh = lines.next().ok_or_else(|| {
         Reject::new(
@@ -284,8 +300,13 @@ fn normalise(text: &str) -> Result<Normalised, Reject> {
         )
     })?;
     let (delimiters, msh_line) = normalise_msh(msh)?;
-    let mut out = String::with_capacity(text.len() + 8);
+    let mut out = String::with_capacity(if keep == Keep::All {
+        text.len() + 8
+    } else {
+        512
+    });
     out.push_str(&msh_line);
+    let mut have_pid = false;
     for (i, line) in lines.enumerate() {
         let line = line.trim_end_matches([' ', '\t']);
         let name_ok = line.len() >= 3
@@ -298,6 +319,12 @@ fn normalise(text: &str) -> Result<Normalised, Reject> {
                 Reject::new(ErrorCode::SegmentSequence, "a line is not a valid segment")
                     .at_segment(i + 2),
             );
+        }
+        if keep == Keep::HeaderAndPatient {
+            if have_pid || !line.starts_with("PID") {
+                continue;
+            }
+            have_pid = true;
         }
         out.push('\r');
         out.push_str(line);

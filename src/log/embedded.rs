@@ -37,10 +37,19 @@ CREATE TABLE IF NOT EXISTS records (
     timestamp_ms INTEGER NOT NULL,
     key          TEXT,
     headers      TEXT    NOT NULL,
-    value        BLOB    NOT NULL,
-    UNIQUE (topic, partition, offset)
+    value        BLOB    NOT NULL
 );
-CREATE INDEX IF NOT EXISTS records_by_topic ON records (topic, id);
+-- The next offset of each partition, written in the same transaction as the
+-- records. The single writer assigns offsets, so they are unique and dense by
+-- construction; a (topic, partition, offset) index would add one hot leaf
+-- page per partition to every commit, and this table is one page.
+-- `tail` walks ids in order and filters by topic.
+CREATE TABLE IF NOT EXISTS partition_offsets (
+    topic        TEXT    NOT NULL,
+    partition    INTEGER NOT NULL,
+    next_offset  INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+) WITHOUT ROWID;
 ";
 
 #[derive(Debug, Clone)]
@@ -105,6 +114,7 @@ impl EmbeddedLog {
                             Err(_) => break,
                         }
                     }
+                    tracing::trace!(appends = group.len(), records = n, "group commit");
                     match state.commit(&mut conn, &group) {
                         Ok(mut positions) => {
                             for a in group.into_iter().rev() {
@@ -265,6 +275,15 @@ impl WriterState {
                 });
             }
         }
+        {
+            let mut upsert = txn.prepare_cached(
+                "INSERT INTO partition_offsets (topic, partition, next_offset) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+            )?;
+            for ((topic, partition), o) in &next {
+                upsert.execute(params![topic, partition, o])?;
+            }
+        }
         txn.commit()?;
         self.next_offset.extend(next);
         self.partitions.extend(new_topics);
@@ -326,7 +345,8 @@ impl EmbeddedReader {
 
     pub fn topics(&self) -> Result<Vec<TopicSummary>, LogError> {
         let mut stmt = self.conn.prepare(
-            "SELECT t.name, t.partitions, (SELECT COUNT(*) FROM records r WHERE r.topic = t.name) FROM topics t ORDER BY t.name",
+            "SELECT t.name, t.partitions, (SELECT COALESCE(SUM(o.next_offset), 0) FROM partition_offsets o WHERE o.topic = t.name)
+             FROM topics t ORDER BY t.name",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(TopicSummary {
@@ -347,7 +367,7 @@ impl EmbeddedReader {
     ) -> Result<Vec<StoredRecord>, LogError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, topic, partition, offset, timestamp_ms, key, headers, value FROM records
-             WHERE topic = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+             WHERE id > ?2 AND topic = ?1 ORDER BY id LIMIT ?3",
         )?;
         let rows = stmt.query_map(params![topic, after_id, limit as i64], |r| {
             let headers: String = r.get(6)?;
