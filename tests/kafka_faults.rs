@@ -174,3 +174,29 @@ async fn eight_connections_of_a_thousand_messages_all_present_exactly_once_in_or
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_broker_at_start_the_bridge_runs_and_answers_ae_within_ack_timeout() {
+    // Nothing listens on this port: the broker is down before the bridge starts.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = hl7bridge::log::kafka::KafkaConfig {
+        brokers: format!("127.0.0.1:{port}"),
+        ..Default::default()
+    };
+    let mut l = kafka_limits();
+    l.ack_timeout = Duration::from_secs(2);
+    let server = TestServer::start_kafka(cfg, l).await;
+    let mut client = server.connect().await;
+    // Each message is answered (the client gives up after 15 s, so a hang fails the test), with AE.
+    for i in 0..3 {
+        let ack = client.roundtrip(&adt(&format!("NOBROKER-{i}"), "M1")).await;
+        assert_eq!(
+            (ack.code(), ack.control_id()),
+            ("AE", format!("NOBROKER-{i}").as_str())
+        );
+    }
+}

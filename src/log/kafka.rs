@@ -82,7 +82,10 @@ impl KafkaConfig {
         c.set("enable.idempotence", "true");
         c.set("acks", "all");
         c.set("partitioner", "murmur2_random");
-        c.set("linger.ms", "2");
+        // MLLP senders wait for each ACK, so a linger timer is pure latency for
+        // them (measured: C=1 288 msg/s at 2 ms, 1,270 at 0). Concurrent senders
+        // still batch: up to 5 requests are in flight while others queue.
+        c.set("linger.ms", "0");
         // Shorter than ack_timeout, so librdkafka gives up (and we answer AE)
         // before the sender's own timer would fire.
         let budget = ack_timeout
