@@ -10,5 +10,5 @@ export HL7BRIDGE_REQUIRE_KAFKA=1
 export TANSU_BIN="${TANSU_BIN:-$(scripts/kafka-dev.sh bin)}"
 
 # Benchmarks are compiled, not run: speed is measured by `cargo bench`, never asserted in tests.
-cargo bench --locked --no-run --quiet
+cargo test --locked --benches --no-run --quiet
 cargo test --locked --lib --bins --tests "$@"

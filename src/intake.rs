@@ -135,10 +135,6 @@ impl Intake {
         }
     }
 
-    pub fn config(&self) -> &IntakeConfig {
-        &self.cfg
-    }
-
     /// Decides what to store for a complete frame.
     pub fn frame(&self, frame: Bytes, origin: &Origin) -> FrameWork {
         if batch::is_batch(&frame) {
@@ -346,17 +342,11 @@ fn record_headers(
 
 /// RFC 3339 in UTC with microseconds, e.g. `2026-11-22T21:55:30.123456Z`.
 pub fn rfc3339_micros(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
+    t.to_offset(time::UtcOffset::UTC)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+        ))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

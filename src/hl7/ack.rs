@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use time::OffsetDateTime;
 
-use super::charset::Charset;
 use super::error::{ErrorCode, Reject};
 use super::message::{Delimiters, MessageHeader};
 
@@ -127,17 +126,11 @@ impl ControlIds {
 
 /// HL7 DTM in UTC with milliseconds, e.g. `20261122215530.123+0000`.
 pub fn hl7_now() -> String {
-    let t = OffsetDateTime::now_utc();
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}.{:03}+0000",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day][hour][minute][second].[subsecond digits:3]+0000"
+        ))
+        .unwrap_or_default()
 }
 
 /// Escapes text for a field, using the message's own delimiters.
@@ -258,17 +251,6 @@ pub fn ack_text(
         }
     }
     s
-}
-
-/// Builds and encodes an ACK in the inbound charset.
-pub fn ack_bytes(
-    header: &MessageHeader,
-    charset: Charset,
-    code: AckCode,
-    error: Option<&Reject>,
-    ids: &ControlIds,
-) -> Vec<u8> {
-    charset.encode(&ack_text(header, code, error, &ids.next(), &hl7_now()))
 }
 
 /// The header used to answer input that has no readable MSH.

@@ -233,34 +233,26 @@ pub fn codeable_concept(
     default_table: Option<&str>,
 ) -> Option<Value> {
     let p = parts(v, d.component);
-    let mut codings = Vec::new();
-    codings.extend(coding(
-        part(&p, 0),
-        part(&p, 1),
-        part(&p, 2),
-        part(&p, 6),
-        d,
-        t,
-        default_table,
-    ));
-    codings.extend(coding(
-        part(&p, 3),
-        part(&p, 4),
-        part(&p, 5),
-        part(&p, 7),
-        d,
-        t,
-        None,
-    ));
-    codings.extend(coding(
-        part(&p, 9),
-        part(&p, 10),
-        part(&p, 11),
-        part(&p, 12),
-        d,
-        t,
-        None,
-    ));
+    // CWE triplets: (code, display, system, version) for codings 1, 2 and 3.
+    let triplets: [(usize, usize, usize, usize, Option<&str>); 3] = [
+        (0, 1, 2, 6, default_table),
+        (3, 4, 5, 7, None),
+        (9, 10, 11, 12, None),
+    ];
+    let codings: Vec<Value> = triplets
+        .iter()
+        .filter_map(|&(c, dsp, sys, ver, table)| {
+            coding(
+                part(&p, c),
+                part(&p, dsp),
+                part(&p, sys),
+                part(&p, ver),
+                d,
+                t,
+                table,
+            )
+        })
+        .collect();
     let text = part(&p, 8);
     if codings.is_empty() && text.is_empty() {
         return None;
