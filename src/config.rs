@@ -54,7 +54,7 @@ impl Default for Config {
             topic_prefix: "hl7v2.".into(),
             accept_types: Vec::new(),
             partitions: 6,
-            patient_id_types: vec!["MR".into(), "PI".into()],
+            patient_id_types: crate::hl7::patient_key::default_priority(),
             charset_fallback: "windows-1252".into(),
             max_message_bytes: 1024 * 1024,
             max_connections: 1024,

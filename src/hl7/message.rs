@@ -136,19 +136,19 @@ pub fn read_header_only(raw: &[u8], opts: ReadOptions) -> Option<MessageHeader> 
     msg.segment("MSH").map(|msh| header_from(msh, delims))
 }
 
-/// A message decoded and normalised for hl7-parser, whose structure has been
-/// checked (every line is a segment that parses).
+/// A message decoded and normalised for hl7-parser: every line has been
+/// checked to be a segment. Parse it once with [`Prepared::parse`].
 #[derive(Debug, Clone)]
-pub struct Readable {
+pub struct Prepared {
     pub text: String,
-    pub message: ParsedMessage,
+    pub delimiters: Delimiters,
+    pub charset: Charset,
 }
 
-/// Reads a whole message and keeps the normalised text, for stages that need
-/// every segment (the FHIR transform).
-pub fn read_full(raw: &[u8], opts: ReadOptions) -> Result<Readable, Reject> {
-    let (message, text) = read_inner(raw, opts, Keep::All)?;
-    Ok(Readable { text, message })
+/// Prepares a whole message (every segment kept), for stages that need all of
+/// it (the FHIR transform). The caller parses it once with [`Prepared::parse`].
+pub fn read_full(raw: &[u8], opts: ReadOptions) -> Result<Prepared, Reject> {
+    prepare(raw, opts, Keep::All)
 }
 
 /// Reads a whole message: decode, normalise, parse, extract MSH and PID-3.
@@ -157,7 +157,9 @@ pub fn read_full(raw: &[u8], opts: ReadOptions) -> Result<Readable, Reject> {
 /// into fields: they are all routing and keying need, and a segment whose
 /// line passes the check always parses (hl7-parser accepts any field content).
 pub fn read(raw: &[u8], opts: ReadOptions) -> Result<ParsedMessage, Reject> {
-    read_inner(raw, opts, Keep::HeaderAndPatient).map(|(m, _)| m)
+    prepare(raw, opts, Keep::HeaderAndPatient)?
+        .parse()
+        .map(|(_, m)| m)
 }
 
 /// Which checked lines go into the parse copy.
@@ -167,11 +169,8 @@ enum Keep {
     HeaderAndPatient,
 }
 
-fn read_inner(
-    raw: &[u8],
-    opts: ReadOptions,
-    keep: Keep,
-) -> Result<(ParsedMessage, String), Reject> {
+/// Decodes the charset and normalises separators and MSH-2.
+fn prepare(raw: &[u8], opts: ReadOptions, keep: Keep) -> Result<Prepared, Reject> {
     let raw = strip_bom(raw);
     if !raw.starts_with(b"MSH") {
         return Err(Reject::new(
@@ -191,72 +190,84 @@ fn read_inner(
         .decode(raw, opts.charset_fallback)
         .map_err(charset_reject)?;
     let normalised = normalise(&text, keep)?;
-    let msg = Message::parse(&normalised.text).map_err(|_| {
-        Reject::new(
-            ErrorCode::SegmentSequence,
-            "message structure could not be parsed",
-        )
-    })?;
-    let consumed = msg.raw_value().len();
-    if consumed < normalised.text.len() {
-        let line = normalised.text[..consumed].matches('\r').count() + 1;
-        return Err(
-            Reject::new(ErrorCode::SegmentSequence, "a segment could not be parsed")
-                .at_segment(line),
-        );
-    }
-    let msh = msg.segment("MSH").ok_or_else(|| {
-        Reject::new(
-            ErrorCode::SegmentSequence,
-            "message does not start with an MSH segment",
-        )
-    })?;
-    let header = header_from(msh, normalised.delimiters);
-    if header.message_type.is_empty() {
-        return Err(Reject::new(
-            ErrorCode::RequiredFieldMissing,
-            "MSH-9 message type is empty",
-        )
-        .at_field("MSH", 9));
-    }
-    if header.control_id.is_empty() {
-        return Err(Reject::new(
-            ErrorCode::RequiredFieldMissing,
-            "MSH-10 message control ID is empty",
-        )
-        .at_field("MSH", 10));
-    }
-    let patient_identifiers = msg
-        .segment("PID")
-        .and_then(|pid| pid.field(3))
-        .map(|f| {
-            f.repeats()
-                .map(|r| {
-                    let comp = |n: usize| r.component(n).map(|c| c.raw_value()).unwrap_or("");
-                    let sub = |n: usize, s: usize| {
-                        r.component(n)
-                            .and_then(|c| c.subcomponent(s))
-                            .map(|c| c.raw_value())
-                            .unwrap_or("")
-                    };
-                    PatientIdentifier {
-                        raw: r.raw_value().to_owned(),
-                        id: comp(1).to_owned(),
-                        authority_namespace: sub(4, 1).to_owned(),
-                        authority_universal_id: sub(4, 2).to_owned(),
-                        type_code: comp(5).to_owned(),
-                    }
-                })
-                .filter(|cx| !cx.id.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    let parsed = ParsedMessage {
-        header,
+    Ok(Prepared {
+        text: normalised.text,
+        delimiters: normalised.delimiters,
         charset,
-        patient_identifiers,
-    };
-    Ok((parsed, normalised.text))
+    })
+}
+
+impl Prepared {
+    /// Parses the prepared text: the tree, plus the MSH fields and PID-3
+    /// identifiers routing and keying need.
+    pub fn parse(&self) -> Result<(Message<'_>, ParsedMessage), Reject> {
+        let msg = Message::parse(&self.text).map_err(|_| {
+            Reject::new(
+                ErrorCode::SegmentSequence,
+                "message structure could not be parsed",
+            )
+        })?;
+        let consumed = msg.raw_value().len();
+        if consumed < self.text.len() {
+            // Not reachable after `normalise` checked every line; kept as a guard.
+            return Err(Reject::new(
+                ErrorCode::SegmentSequence,
+                "a segment could not be parsed",
+            ));
+        }
+        let msh = msg.segment("MSH").ok_or_else(|| {
+            Reject::new(
+                ErrorCode::SegmentSequence,
+                "message does not start with an MSH segment",
+            )
+        })?;
+        let header = header_from(msh, self.delimiters.clone());
+        if header.message_type.is_empty() {
+            return Err(Reject::new(
+                ErrorCode::RequiredFieldMissing,
+                "MSH-9 message type is empty",
+            )
+            .at_field("MSH", 9));
+        }
+        if header.control_id.is_empty() {
+            return Err(Reject::new(
+                ErrorCode::RequiredFieldMissing,
+                "MSH-10 message control ID is empty",
+            )
+            .at_field("MSH", 10));
+        }
+        let patient_identifiers = msg
+            .segment("PID")
+            .and_then(|pid| pid.field(3))
+            .map(|f| {
+                f.repeats()
+                    .map(|r| {
+                        let comp = |n: usize| r.component(n).map(|c| c.raw_value()).unwrap_or("");
+                        let sub = |n: usize, s: usize| {
+                            r.component(n)
+                                .and_then(|c| c.subcomponent(s))
+                                .map(|c| c.raw_value())
+                                .unwrap_or("")
+                        };
+                        PatientIdentifier {
+                            raw: r.raw_value().to_owned(),
+                            id: comp(1).to_owned(),
+                            authority_namespace: sub(4, 1).to_owned(),
+                            authority_universal_id: sub(4, 2).to_owned(),
+                            type_code: comp(5).to_owned(),
+                        }
+                    })
+                    .filter(|cx| !cx.id.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let parsed = ParsedMessage {
+            header,
+            charset: self.charset,
+            patient_identifiers,
+        };
+        Ok((msg, parsed))
+    }
 }
 
 fn charset_reject(e: CharsetError) -> Reject {

@@ -69,17 +69,13 @@ pub(crate) struct Context<'a> {
 
 impl Mapper {
     pub fn map(&self, raw: &[u8]) -> Result<Mapped, MapError> {
-        let readable = read_full(raw, self.read)
-            .map_err(|r| MapError::new(format!("message cannot be read: {}", r.reason)))?;
-        let msg = hl7_parser::Message::parse(&readable.text)
-            .map_err(|_| MapError::new("message cannot be parsed"))?;
-        let header = &readable.message.header;
+        let unreadable =
+            |r: crate::hl7::Reject| MapError::new(format!("message cannot be read: {}", r.reason));
+        let prepared = read_full(raw, self.read).map_err(unreadable)?;
+        let (msg, parsed) = prepared.parse().map_err(unreadable)?;
+        let header = &parsed.header;
         let d = &header.delimiters;
-        let subject = choose(
-            &readable.message.patient_identifiers,
-            &self.patient_id_types,
-        )
-        .and_then(|cx| {
+        let subject = choose(&parsed.patient_identifiers, &self.patient_id_types).and_then(|cx| {
             datatypes::identifier(&cx.raw, d, &self.tables)
                 .map(|id| json!({"type": "Patient", "identifier": id}))
         });
