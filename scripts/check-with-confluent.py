@@ -7,8 +7,11 @@ and checks topic, key, partition == Java murmur2(key) % partitions, headers and 
 
     pip install confluent-kafka
     python3 scripts/check-with-confluent.py --mllp 127.0.0.1:2575 --brokers 127.0.0.1:19092 fixtures/*.hl7
+
+With --registry URL it also registers a schema through Confluent's SchemaRegistryClient and reads
+it back (pip install confluent-kafka authlib httpx cachetools attrs).
 """
-import argparse, socket, sys, uuid
+import argparse, json, socket, sys, uuid
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -55,13 +58,36 @@ def send(addr, payload: bytes) -> bytes:
     return buf.strip(b"\x0b\x1c\x0d")
 
 
+def check_registry(url) -> int:
+    """Register a schema with Confluent's own registry client, fetch it back by id and as latest."""
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+    client = SchemaRegistryClient({"url": url})
+    subject = "check-" + uuid.uuid4().hex + "-value"
+    text = json.dumps({"type": "record", "name": "Check", "fields": [{"name": "a", "type": "string"}]})
+    schema_id = client.register_schema(subject, Schema(text, "AVRO"))
+    problems = 0
+    if client.register_schema(subject, Schema(text, "AVRO")) != schema_id:
+        print(f"registry: re-registering {subject} gave a new id"); problems += 1
+    if json.loads(client.get_schema(schema_id).schema_str) != json.loads(text):
+        print(f"registry: schema {schema_id} read back differs"); problems += 1
+    latest = client.get_latest_version(subject)
+    if (latest.schema_id, latest.version) != (schema_id, 1):
+        print(f"registry: latest of {subject} is id {latest.schema_id} v{latest.version}"); problems += 1
+    if not problems:
+        print(f"ok registry {url}: {subject} -> id {schema_id}, version 1")
+    return problems
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mllp", required=True)
     ap.add_argument("--brokers", required=True)
+    ap.add_argument("--registry", help="schema registry URL to check with SchemaRegistryClient")
     ap.add_argument("files", nargs="+")
     a = ap.parse_args()
     assert murmur2(b"21") == -973932308 and murmur2(b"foobar") == -790332482, "murmur2 self-check"
+    registry_problems = check_registry(a.registry) if a.registry else 0
 
     sent = {}
     for f in a.files:
@@ -103,6 +129,7 @@ def main():
         else:
             topic, _, cid, key = found[raw]
             print(f"ok {f}: ACK {code} -> {topic}, key={key.decode() if key else None}, hl7.control_id={cid}")
+    problems += registry_problems
     print(f"{len(found)}/{len(sent)} messages found byte-identical; {problems} problem(s)")
     sys.exit(1 if problems else 0)
 

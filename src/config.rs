@@ -44,6 +44,47 @@ pub struct Config {
     pub log_format: String,
     /// The Kafka backend; used instead of the embedded store when `brokers` is set.
     pub kafka: crate::log::kafka::KafkaConfig,
+    /// The streaming stage (v2 -> FHIR R4 Avro).
+    pub transform: TransformConfig,
+}
+
+/// `[transform]` in the config file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransformConfig {
+    /// Run the stage inside `serve` (embedded store only; on Kafka run `hl7bridge transform`).
+    pub enabled: bool,
+    /// Output topic prefix: `fhir.` gives fhir.encounter, fhir.observation, fhir.dlq.
+    pub output_prefix: String,
+    /// Mapping file replacing the built-in `mappings/tables.toml`.
+    pub mappings: Option<PathBuf>,
+    /// How long a (sending facility, MSH-10, bytes) triple is remembered.
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
+    /// Consumer group (Kafka) or cursor name (embedded).
+    pub group: String,
+    /// An external Confluent-compatible registry; empty uses the embedded one.
+    pub schema_registry_url: String,
+    /// Where the embedded registry serves its HTTP API; empty turns it off.
+    pub registry_listen: String,
+    /// Write to partition = murmur2(key) when input and output partition counts
+    /// differ, giving up exactly-once (ids stay deterministic).
+    pub at_least_once: bool,
+}
+
+impl Default for TransformConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            output_prefix: "fhir.".into(),
+            mappings: None,
+            dedup_window: Duration::from_secs(7 * 24 * 3600),
+            group: "hl7bridge-transform".into(),
+            schema_registry_url: String::new(),
+            registry_listen: "127.0.0.1:8081".into(),
+            at_least_once: false,
+        }
+    }
 }
 
 impl Default for Config {
@@ -64,6 +105,7 @@ impl Default for Config {
             ack_timeout: Duration::from_secs(10),
             log_format: "text".into(),
             kafka: Default::default(),
+            transform: Default::default(),
         }
     }
 }
@@ -144,6 +186,22 @@ impl Config {
                 "charset_fallback",
                 "unknown character set (try windows-1252, 8859/1 or none)",
             );
+        }
+        if !self
+            .transform
+            .output_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return invalid(
+                "transform.output_prefix",
+                "may contain only ASCII letters, digits, '.', '_' and '-'",
+            );
+        }
+        if !self.transform.registry_listen.is_empty()
+            && self.transform.registry_listen.parse::<SocketAddr>().is_err()
+        {
+            return invalid("transform.registry_listen", "must be host:port, or empty for none");
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return invalid("log_format", "must be text or json");

@@ -224,6 +224,7 @@ impl Intake {
         let record = Record {
             topic,
             key,
+            partition: None,
             headers: hs,
             timestamp_ms: (origin.received_at.unix_timestamp_nanos() / 1_000_000) as i64,
             value: raw,
@@ -268,6 +269,7 @@ impl Intake {
         Record {
             topic: self.dlq_topic.clone(),
             key: None,
+            partition: None,
             headers: hs,
             timestamp_ms: (origin.received_at.unix_timestamp_nanos() / 1_000_000) as i64,
             value: raw,

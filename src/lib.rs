@@ -7,17 +7,22 @@
 //! - [`intake`]: a frame in, records and an ACK plan out (pure)
 //! - [`log`]: the log backends behind one trait (embedded SQLite, Kafka)
 //! - [`transform`]: HL7 v2 to FHIR R4 Encounter and Observation
+//! - [`stage`]: the streaming stage: raw records to Avro FHIR records, exactly once
+//! - [`avro`], [`registry`]: FHIR Avro schemas and the Confluent-compatible registry
 //! - [`server`]: the listener and its connections
 //! - [`replay`]: the MLLP client that replays files and checks ACKs
 //! - [`cli`]: the `hl7bridge` command
 
+pub mod avro;
 pub mod cli;
 pub mod config;
 pub mod hl7;
 pub mod intake;
 pub mod log;
 pub mod mllp;
+pub mod registry;
 pub mod replay;
 pub mod server;
+pub mod stage;
 pub mod telemetry;
 pub mod transform;

@@ -5,6 +5,7 @@ mod replay;
 mod serve;
 mod tail;
 mod topics;
+mod transform;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,9 @@ enum Command {
     Tail(tail::TailArgs),
     /// Send files of HL7 messages over MLLP and check every ACK (also the load generator).
     Replay(replay::ReplayArgs),
+    /// Run the streaming stage (v2 -> FHIR R4 Avro) on its own: a Kafka
+    /// consumer group, or the embedded store in --data-dir.
+    Transform(transform::TransformArgs),
     /// Print FHIR R4 resources mapped from HL7 v2 files, offline.
     Convert(convert::ConvertArgs),
     /// Check mapping files.
@@ -84,6 +88,11 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 pub struct ServeArgs {
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    stage: transform::StageArgs,
+    /// Do not run the streaming stage inside serve (run `hl7bridge transform` instead).
+    #[arg(long)]
+    no_transform: bool,
     /// MLLP listen address [default: 127.0.0.1:2575].
     #[arg(long, env = "HL7BRIDGE_LISTEN")]
     listen: Option<std::net::SocketAddr>,
@@ -145,6 +154,10 @@ impl StoreArgs {
 impl ServeArgs {
     fn config(&self) -> anyhow::Result<Config> {
         let mut c = self.store.config()?;
+        self.stage.apply(&mut c);
+        if self.no_transform {
+            c.transform.enabled = false;
+        }
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = v.clone(); } )* };
         }
@@ -193,6 +206,7 @@ pub fn main() -> ExitCode {
         Command::Tail(args) => tail::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Transform(args) => transform::run(args),
         Command::Mappings {
             action: MappingsAction::Check { mappings },
         } => check_mappings(mappings),

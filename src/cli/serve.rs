@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use super::ServeArgs;
+use super::{transform, ServeArgs};
 use crate::config::Config;
 use crate::hl7::{Charset, ReadOptions};
 use crate::intake::{Intake, IntakeConfig};
@@ -130,13 +130,35 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     );
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_on_shutdown(shutdown.clone()));
+    // The registry and the stage stop after the listener has drained.
+    let background = CancellationToken::new();
+    let (registry, registry_http) = transform::open_registry(&cfg, background.clone()).await?;
+    let stage = match &backend {
+        Backend::Embedded(log) if cfg.transform.enabled => {
+            let stage = Arc::new(transform::build_stage(&cfg, &registry).await?);
+            let run = transform::embedded_stage(stage, &cfg, log.clone()).run(background.clone());
+            Some(tokio::spawn(run))
+        }
+        _ => None,
+    };
     server.run(shutdown).await;
+    background.cancel();
+    if let Some(stage) = stage {
+        match stage.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "transform stage failed"),
+            Err(e) => tracing::error!(error = %e, "transform stage panicked"),
+        }
+    }
+    if let Some(h) = registry_http {
+        let _ = h.await;
+    }
     backend.close();
     tracing::info!("stopped cleanly");
     Ok(())
 }
 
-async fn signal_on_shutdown(token: CancellationToken) {
+pub(super) async fn signal_on_shutdown(token: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

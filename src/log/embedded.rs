@@ -50,6 +50,31 @@ CREATE TABLE IF NOT EXISTS partition_offsets (
     next_offset  INTEGER NOT NULL,
     PRIMARY KEY (topic, partition)
 ) WITHOUT ROWID;
+-- The streaming stage's progress: the store id of the last input record it
+-- has fully handled, committed in the same transaction as its outputs.
+CREATE TABLE IF NOT EXISTS stage_cursors (
+    grp          TEXT    PRIMARY KEY,
+    last_id      INTEGER NOT NULL,
+    updated_ms   INTEGER NOT NULL
+);
+-- How many input records had each outcome (resources, no_content, duplicate, dead).
+CREATE TABLE IF NOT EXISTS stage_outcomes (
+    grp          TEXT    NOT NULL,
+    outcome      TEXT    NOT NULL,
+    count        INTEGER NOT NULL,
+    PRIMARY KEY (grp, outcome)
+) WITHOUT ROWID;
+-- The sender-duplicate window: (facility, MSH-10, SHA-256 of the bytes) and
+-- the input record that first carried it.
+CREATE TABLE IF NOT EXISTS dedup (
+    sender       TEXT    NOT NULL,
+    control_id   TEXT    NOT NULL,
+    digest       BLOB    NOT NULL,
+    source       TEXT    NOT NULL,
+    seen_ms      INTEGER NOT NULL,
+    PRIMARY KEY (sender, control_id, digest)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedup_seen ON dedup (seen_ms);
 ";
 
 #[derive(Debug, Clone)]
@@ -74,8 +99,36 @@ impl EmbeddedConfig {
     }
 }
 
+/// What the streaming stage commits with its outputs, in the same
+/// transaction: that is what makes the embedded stage exactly-once.
+#[derive(Debug, Clone, Default)]
+pub struct StageCommit {
+    pub group: String,
+    /// The cursor this batch started from; the commit fails if another
+    /// instance moved it meanwhile, so two stages can never both emit.
+    pub prev_id: i64,
+    /// Store id of the last input record handled.
+    pub last_id: i64,
+    pub seen: Vec<Seen>,
+    pub outcomes: Vec<(&'static str, u64)>,
+    /// Forget dedup entries older than this (milliseconds since the epoch).
+    pub prune_before_ms: Option<i64>,
+}
+
+/// One dedup-window entry.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub sender: String,
+    pub control_id: String,
+    pub digest: Vec<u8>,
+    /// `topic/partition/offset` of the input record.
+    pub source: String,
+    pub seen_ms: i64,
+}
+
 struct Append {
     records: Vec<Record>,
+    stage: Option<StageCommit>,
     reply: oneshot::Sender<Result<Vec<Position>, String>>,
 }
 
@@ -92,6 +145,8 @@ impl EmbeddedLog {
         }
         std::fs::create_dir_all(&cfg.data_dir)?;
         let conn = Connection::open(cfg.data_dir.join(DB_FILE))?;
+        // A `transform --data-dir` process may share the file with `serve`.
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
@@ -114,20 +169,16 @@ impl EmbeddedLog {
                             Err(_) => break,
                         }
                     }
-                    tracing::trace!(appends = group.len(), records = n, "group commit");
-                    match state.commit(&mut conn, &group) {
-                        Ok(mut positions) => {
-                            for a in group.into_iter().rev() {
-                                let mine = positions.split_off(positions.len() - a.records.len());
-                                let _ = a.reply.send(Ok(mine));
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, appends = group.len(), records = n, "store commit failed");
-                            for a in group {
-                                let _ = a.reply.send(Err(e.to_string()));
-                            }
-                        }
+                    // A stage commit can fail on its own (its cursor moved), so it
+                    // gets its own transaction: never a reason to NAK ingest.
+                    let (stage, plain): (Vec<_>, Vec<_>) =
+                        group.into_iter().partition(|a| a.stage.is_some());
+                    if !plain.is_empty() {
+                        tracing::trace!(appends = plain.len(), records = n, "group commit");
+                        state.commit_and_reply(&mut conn, plain);
+                    }
+                    for a in stage {
+                        state.commit_and_reply(&mut conn, vec![a]);
                     }
                 }
             })?;
@@ -154,13 +205,30 @@ impl Drop for EmbeddedLog {
     }
 }
 
-impl Log for EmbeddedLog {
-    fn append(&self, records: Vec<Record>) -> BoxFuture<'static, Result<Vec<Position>, LogError>> {
+impl EmbeddedLog {
+    /// Appends the stage's outputs and advances its cursor in one transaction.
+    pub fn commit_stage(
+        &self,
+        records: Vec<Record>,
+        stage: StageCommit,
+    ) -> BoxFuture<'static, Result<Vec<Position>, LogError>> {
+        self.submit(records, Some(stage))
+    }
+
+    fn submit(
+        &self,
+        records: Vec<Record>,
+        stage: Option<StageCommit>,
+    ) -> BoxFuture<'static, Result<Vec<Position>, LogError>> {
         let tx = self.tx.lock().ok().and_then(|t| t.clone());
         async move {
             let tx = tx.ok_or(LogError::Closed)?;
             let (reply, rx) = oneshot::channel();
-            tx.send(Append { records, reply })
+            tx.send(Append {
+                records,
+                stage,
+                reply,
+            })
                 .await
                 .map_err(|_| LogError::Closed)?;
             match rx.await {
@@ -170,6 +238,12 @@ impl Log for EmbeddedLog {
             }
         }
         .boxed()
+    }
+}
+
+impl Log for EmbeddedLog {
+    fn append(&self, records: Vec<Record>) -> BoxFuture<'static, Result<Vec<Position>, LogError>> {
+        self.submit(records, None)
     }
 
     fn kind(&self) -> &'static str {
@@ -215,6 +289,23 @@ impl WriterState {
         })
     }
 
+    fn commit_and_reply(&mut self, conn: &mut Connection, group: Vec<Append>) {
+        match self.commit(conn, &group) {
+            Ok(mut positions) => {
+                for a in group.into_iter().rev() {
+                    let mine = positions.split_off(positions.len() - a.records.len());
+                    let _ = a.reply.send(Ok(mine));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, appends = group.len(), "store commit failed");
+                for a in group {
+                    let _ = a.reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+
     /// Commits every record of the group in one transaction. Offsets advance
     /// only if the commit succeeds.
     fn commit(
@@ -245,9 +336,15 @@ impl WriterState {
                         }
                     },
                 };
-                let partition = match &r.key {
-                    Some(k) => partition_for_key(k.as_bytes(), n),
-                    None => {
+                let partition = match (r.partition, &r.key) {
+                    (Some(p), _) if p >= 0 && (p as u32) < n => p as u32,
+                    (Some(p), _) => {
+                        return Err(rusqlite::Error::ToSqlConversionFailure(
+                            format!("partition {p} does not exist in {} ({n} partitions)", r.topic).into(),
+                        ))
+                    }
+                    (None, Some(k)) => partition_for_key(k.as_bytes(), n),
+                    (None, None) => {
                         self.round_robin = self.round_robin.wrapping_add(1);
                         self.round_robin % n
                     }
@@ -284,11 +381,61 @@ impl WriterState {
                 upsert.execute(params![topic, partition, o])?;
             }
         }
+        for s in group.iter().filter_map(|a| a.stage.as_ref()) {
+            apply_stage(&txn, s)?;
+        }
         txn.commit()?;
         self.next_offset.extend(next);
         self.partitions.extend(new_topics);
         Ok(positions)
     }
+}
+
+fn apply_stage(txn: &rusqlite::Transaction<'_>, s: &StageCommit) -> Result<(), rusqlite::Error> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let current: i64 = txn
+        .query_row(
+            "SELECT last_id FROM stage_cursors WHERE grp = ?1",
+            params![s.group],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    if current != s.prev_id {
+        return Err(rusqlite::Error::ToSqlConversionFailure(
+            format!(
+                "stage cursor of group {:?} moved from {} to {current} under this instance; is another transform running?",
+                s.group, s.prev_id
+            )
+            .into(),
+        ));
+    }
+    txn.execute(
+        "INSERT INTO stage_cursors (grp, last_id, updated_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (grp) DO UPDATE SET last_id = excluded.last_id, updated_ms = excluded.updated_ms",
+        params![s.group, s.last_id, now],
+    )?;
+    let mut count = txn.prepare_cached(
+        "INSERT INTO stage_outcomes (grp, outcome, count) VALUES (?1, ?2, ?3)
+         ON CONFLICT (grp, outcome) DO UPDATE SET count = count + excluded.count",
+    )?;
+    for (outcome, n) in &s.outcomes {
+        count.execute(params![s.group, outcome, *n as i64])?;
+    }
+    let mut seen = txn.prepare_cached(
+        "INSERT INTO dedup (sender, control_id, digest, source, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT DO UPDATE SET source = excluded.source, seen_ms = excluded.seen_ms",
+    )?;
+    for e in &s.seen {
+        seen.execute(params![e.sender, e.control_id, e.digest, e.source, e.seen_ms])?;
+    }
+    if let Some(before) = s.prune_before_ms {
+        txn.execute("DELETE FROM dedup WHERE seen_ms < ?1", params![before])?;
+    }
+    Ok(())
 }
 
 /// A record as read back from the store.
@@ -318,6 +465,20 @@ pub struct TopicSummary {
     pub name: String,
     pub partitions: u32,
     pub records: u64,
+}
+
+fn stored_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
+    let headers: String = r.get(6)?;
+    Ok(StoredRecord {
+        id: r.get(0)?,
+        topic: r.get(1)?,
+        partition: r.get(2)?,
+        offset: r.get(3)?,
+        timestamp_ms: r.get(4)?,
+        key: r.get(5)?,
+        headers: serde_json::from_str(&headers).unwrap_or_default(),
+        value: Bytes::from(r.get::<_, Vec<u8>>(7)?),
+    })
 }
 
 /// Read-only access to the store (for `topics`, `tail` and tests). Safe to
@@ -369,20 +530,64 @@ impl EmbeddedReader {
             "SELECT id, topic, partition, offset, timestamp_ms, key, headers, value FROM records
              WHERE id > ?2 AND topic = ?1 ORDER BY id LIMIT ?3",
         )?;
-        let rows = stmt.query_map(params![topic, after_id, limit as i64], |r| {
-            let headers: String = r.get(6)?;
-            Ok(StoredRecord {
-                id: r.get(0)?,
-                topic: r.get(1)?,
-                partition: r.get(2)?,
-                offset: r.get(3)?,
-                timestamp_ms: r.get(4)?,
-                key: r.get(5)?,
-                headers: serde_json::from_str(&headers).unwrap_or_default(),
-                value: Bytes::from(r.get::<_, Vec<u8>>(7)?),
-            })
-        })?;
+        let rows = stmt.query_map(params![topic, after_id, limit as i64], stored_record)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records of any of `topics` with store id greater than `after_id`, in write order.
+    pub fn read_topics(
+        &self,
+        topics: &[String],
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, LogError> {
+        let list = serde_json::to_string(topics).unwrap_or_else(|_| "[]".into());
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, topic, partition, offset, timestamp_ms, key, headers, value FROM records
+             WHERE id > ?2 AND topic IN (SELECT value FROM json_each(?1)) ORDER BY id LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![list, after_id, limit as i64], stored_record)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Where the stage of `group` resumes: the last input id it committed (0 if none).
+    pub fn stage_cursor(&self, group: &str) -> Result<i64, LogError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT last_id FROM stage_cursors WHERE grp = ?1",
+                params![group],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    /// Outcome counts of the stage of `group`.
+    pub fn stage_outcomes(&self, group: &str) -> Result<Vec<(String, u64)>, LogError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT outcome, count FROM stage_outcomes WHERE grp = ?1 ORDER BY outcome")?;
+        let rows = stmt.query_map(params![group], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The input record that first carried this (sender, control id, bytes)
+    /// at or after `since_ms`, if any.
+    pub fn seen(
+        &self,
+        sender: &str,
+        control_id: &str,
+        digest: &[u8],
+        since_ms: i64,
+    ) -> Result<Option<String>, LogError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT source FROM dedup WHERE sender = ?1 AND control_id = ?2 AND digest = ?3 AND seen_ms >= ?4",
+            )?
+            .query_row(params![sender, control_id, digest, since_ms], |r| r.get(0))
+            .optional()?)
     }
 
     /// The highest store id of a topic (0 when empty): where `tail` starts when following.
@@ -408,6 +613,7 @@ mod tests {
         Record {
             topic: topic.into(),
             key: key.map(Into::into),
+            partition: None,
             headers: vec![("h".into(), "v".into())],
             timestamp_ms: 1,
             value: Bytes::from_static(value),

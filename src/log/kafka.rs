@@ -54,7 +54,7 @@ impl KafkaConfig {
         self.replication_factor.unwrap_or(3)
     }
 
-    fn base(&self) -> ClientConfig {
+    pub(crate) fn base(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
         c.set("log_level", "4");
@@ -275,33 +275,7 @@ async fn produce(
     {
         let mut deliveries = Vec::with_capacity(records.len());
         for r in records {
-            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-            for (k, v) in &r.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
-            }
-            let mut rec = FutureRecord::<[u8], [u8]>::to(&r.topic)
-                .payload(&r.value[..])
-                .headers(headers)
-                .timestamp(r.timestamp_ms);
-            if let Some(k) = &r.key {
-                rec = rec.key(k.as_bytes());
-            }
-            loop {
-                match producer.send_result(rec) {
-                    Ok(d) => {
-                        deliveries.push(d);
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        rec = back;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((e, _)) => return Err(e),
-                }
-            }
+            deliveries.push(enqueue(producer, r).await?);
         }
         let mut positions = Vec::with_capacity(deliveries.len());
         for (d, r) in futures::future::join_all(deliveries)
@@ -321,6 +295,56 @@ async fn produce(
         }
         Ok(positions)
     }
+}
+
+/// Hands one record to the producer, waiting while its queue is full.
+pub(crate) async fn enqueue(
+    producer: &FutureProducer,
+    r: &Record,
+) -> Result<rdkafka::producer::DeliveryFuture, KafkaError> {
+    let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+    for (k, v) in &r.headers {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
+    }
+    let mut rec = FutureRecord::<[u8], [u8]>::to(&r.topic)
+        .payload(&r.value[..])
+        .headers(headers)
+        .timestamp(r.timestamp_ms);
+    if let Some(k) = &r.key {
+        rec = rec.key(k.as_bytes());
+    }
+    if let Some(p) = r.partition {
+        rec = rec.partition(p);
+    }
+    loop {
+        match producer.send_result(rec) {
+            Ok(d) => return Ok(d),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                rec = back;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// A consumed message's headers as strings.
+pub(crate) fn message_headers<M: Message>(m: &M) -> Vec<(String, String)> {
+    m.headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Creates topics that do not exist yet. Existing topics are left alone
@@ -436,19 +460,7 @@ pub fn tail(
                 ends.remove(&m.partition());
             }
         }
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_owned(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = message_headers(&m);
         let r = StoredRecord {
             id: m.offset(),
             topic: m.topic().to_owned(),

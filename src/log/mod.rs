@@ -20,6 +20,10 @@ pub struct Record {
     pub topic: String,
     /// Patient key (`<authority>|<id>`); `None` goes round-robin.
     pub key: Option<String>,
+    /// A fixed partition, overriding the key: the streaming stage writes to
+    /// the partition its input came from, so outputs stay co-partitioned even
+    /// for records without a key.
+    pub partition: Option<i32>,
     pub headers: Vec<(String, String)>,
     /// Milliseconds since the Unix epoch.
     pub timestamp_ms: i64,

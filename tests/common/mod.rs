@@ -262,3 +262,17 @@ pub fn read_kafka_topic(cfg: &KafkaConfig, topic: &str) -> Vec<StoredRecord> {
     out
 }
 pub mod proxy;
+
+/// An ORU^R01 with `obx` numeric results, a visit, and a given control ID and patient.
+pub fn oru(control_id: &str, mrn: &str, obx: usize) -> Vec<u8> {
+    let mut m = format!(
+        "MSH|^~\\&|LABAPP|TESTFAC|HL7BRIDGE|INT|20261122120000||ORU^R01^ORU_R01|{control_id}|P|2.5.1\rPID|1||{mrn}^^^GENHOSP^MR||TESTPATIENT^ALPHA\rPV1|1|I|4WEST^401^A|||||||||||||||V-{mrn}^^^GENHOSP^VN\rOBR|1|PLC-{control_id}|FIL-{control_id}|24331-1^Lipid panel^LN||20261122070000|20261122081500\r"
+    );
+    for i in 1..=obx {
+        m.push_str(&format!(
+            "OBX|{i}|NM|2345-{i}^Analyte {i}^LN||{i}.5|mg/dL^mg/dL^UCUM|1-9|N|||F|||20261122081500\r"
+        ));
+    }
+    m.into_bytes()
+}
+pub mod stage;

@@ -21,7 +21,8 @@ impl Bridge {
     /// "listening on" line.
     pub fn serve(data_dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--registry-listen", ""])
+            .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
             .stdout(Stdio::piped())

@@ -1,0 +1,170 @@
+//! Avro for the transform's FHIR output: the schemas (`schemas/*.avsc`), a
+//! lossless FHIR JSON ⇄ Avro converter, and the Confluent wire format.
+//!
+//! The schemas are the contract registered with the schema registry, so the
+//! converter is driven by them rather than by per-field code: an element the
+//! schema lacks is an error, never silently dropped. `decode(encode(r)) == r`
+//! holds for every resource `encode` accepts, member order included.
+//!
+//! Errors name JSON paths and types only, never values: values are patient data.
+
+mod convert;
+
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema::ResolvedSchema;
+use apache_avro::writer::datum::GenericDatumWriter;
+use apache_avro::Schema;
+
+pub use convert::{to_avro, to_fhir};
+
+/// The registered text of the Encounter schema (record `fhir.Encounter`).
+pub const ENCOUNTER_AVSC: &str = include_str!("../../schemas/fhir.Encounter.avsc");
+/// The registered text of the Observation schema (record `fhir.Observation`).
+pub const OBSERVATION_AVSC: &str = include_str!("../../schemas/fhir.Observation.avsc");
+
+/// Length of the Confluent wire-format header: magic byte 0, then the
+/// registry's schema id as a big-endian u32.
+pub const WIRE_HEADER_LEN: usize = 5;
+
+/// Why a resource or datum could not be converted. Messages carry JSON
+/// paths (`Observation.component[1].valueFoo`), Avro/JSON type names and
+/// sizes only: never a value, since values are patient data.
+#[derive(Debug, thiserror::Error)]
+pub enum AvroError {
+    #[error("{path}: not in the Avro schema")]
+    UnknownMember { path: String },
+    #[error("{path}: expected {expected}, found {found}")]
+    WrongType {
+        path: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("{path}: required element is missing")]
+    Missing { path: String },
+    /// FHIR JSON has no nulls, empty arrays or empty objects; accepting them
+    /// would make the round trip lossy (they come back absent).
+    #[error("{path}: null, empty array or empty object (not allowed in FHIR JSON)")]
+    Empty { path: String },
+    #[error("{path}: not a FHIR decimal")]
+    Decimal { path: String },
+    #[error("resourceType does not match schema {schema}")]
+    ResourceType { schema: String },
+    /// The schema uses a construct the converter does not map (content-free).
+    #[error("schema {0}")]
+    Schema(String),
+    /// apache-avro's own message is dropped: it can quote the value.
+    #[error("Avro value does not match schema {schema}")]
+    Encode { schema: String },
+    /// apache-avro's own message is dropped: it can quote the bytes read.
+    #[error("Avro datum cannot be read with schema {schema}")]
+    Decode { schema: String },
+    #[error("{0} bytes left over after the Avro datum")]
+    TrailingBytes(usize),
+    #[error("wire format: {0} bytes is shorter than the {WIRE_HEADER_LEN}-byte header")]
+    WireTooShort(usize),
+    #[error("wire format: magic byte is {0:#04x}, expected 0x00")]
+    WireMagic(u8),
+}
+
+/// The parsed builtin schemas, one per resource type the transform emits.
+#[derive(Debug, Clone)]
+pub struct FhirSchemas {
+    pub encounter: Schema,
+    pub observation: Schema,
+}
+
+impl FhirSchemas {
+    pub fn builtin() -> Self {
+        // Compiled-in text, checked by tests/avro_roundtrip.rs; failing here is a build defect.
+        Self {
+            encounter: Schema::parse_str(ENCOUNTER_AVSC)
+                .expect("shipped schemas/fhir.Encounter.avsc parses"),
+            observation: Schema::parse_str(OBSERVATION_AVSC)
+                .expect("shipped schemas/fhir.Observation.avsc parses"),
+        }
+    }
+
+    /// The schema for a FHIR `resourceType`, if the transform emits that type.
+    pub fn for_resource(&self, resource_type: &str) -> Option<&Schema> {
+        match resource_type {
+            "Encounter" => Some(&self.encounter),
+            "Observation" => Some(&self.observation),
+            _ => None,
+        }
+    }
+}
+
+/// A FHIR resource as an Avro binary datum (no container header, no wire
+/// header): what goes after [`wire_encode`]'s five bytes. The same bytes as
+/// `apache_avro::to_avro_datum`, which 0.22 deprecates for `GenericDatumWriter`.
+pub fn encode(schema: &Schema, resource: &serde_json::Value) -> Result<Vec<u8>, AvroError> {
+    let resolved = resolve(schema)?;
+    let value = convert::to_avro_resolved(schema, resolved.get_names(), resource)?;
+    let encode_err = || AvroError::Encode {
+        schema: schema_name(schema),
+    };
+    GenericDatumWriter::builder(schema)
+        .resolved_schemata(resolved)
+        .build()
+        .map_err(|_| encode_err())?
+        .write_value_to_vec(value)
+        .map_err(|_| encode_err())
+}
+
+/// The inverse of [`encode`] (`from_avro_datum`, deprecated in 0.22, then
+/// [`to_fhir`]). The whole buffer must be one datum: trailing bytes mean the
+/// writer schema was not the one given.
+pub fn decode(schema: &Schema, bytes: &[u8]) -> Result<serde_json::Value, AvroError> {
+    let resolved = resolve(schema)?;
+    let decode_err = || AvroError::Decode {
+        schema: schema_name(schema),
+    };
+    let mut rest = bytes;
+    let value = GenericDatumReader::builder(schema)
+        .resolved_writer_schemata(resolved.clone())
+        .build()
+        .map_err(|_| decode_err())?
+        .read_value(&mut rest)
+        .map_err(|_| decode_err())?;
+    if !rest.is_empty() {
+        return Err(AvroError::TrailingBytes(rest.len()));
+    }
+    convert::to_fhir_resolved(schema, resolved.get_names(), &value)
+}
+
+/// Confluent wire format: magic byte 0, the schema id (big-endian), the datum.
+pub fn wire_encode(schema_id: u32, datum: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(WIRE_HEADER_LEN + datum.len());
+    out.push(0);
+    out.extend_from_slice(&schema_id.to_be_bytes());
+    out.extend_from_slice(datum);
+    out
+}
+
+/// Splits a Confluent wire-format record into its schema id and datum.
+pub fn wire_decode(bytes: &[u8]) -> Result<(u32, &[u8]), AvroError> {
+    let Some((&[magic, a, b, c, d], datum)) = bytes.split_first_chunk::<WIRE_HEADER_LEN>() else {
+        return Err(AvroError::WireTooShort(bytes.len()));
+    };
+    if magic != 0 {
+        return Err(AvroError::WireMagic(magic));
+    }
+    Ok((u32::from_be_bytes([a, b, c, d]), datum))
+}
+
+fn resolve(schema: &Schema) -> Result<ResolvedSchema<'_>, AvroError> {
+    ResolvedSchema::try_from(schema).map_err(|_| {
+        AvroError::Schema(format!(
+            "{}: named types do not resolve",
+            schema_name(schema)
+        ))
+    })
+}
+
+/// The schema's full name (`fhir.Encounter`), for content-free messages.
+fn schema_name(schema: &Schema) -> String {
+    schema
+        .name()
+        .map(|n| n.fullname(None))
+        .unwrap_or_else(|| "(unnamed)".to_owned())
+}

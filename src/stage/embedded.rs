@@ -1,0 +1,182 @@
+//! The stage on the embedded store: read raw records after the cursor, and
+//! commit their outputs, their dedup entries and the new cursor in one SQLite
+//! transaction. A crash at any point leaves either all of a batch or none of
+//! it, so the outputs are exactly once with no recovery logic at all.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::dedup::{self, DedupKey};
+use super::{now_ms, Source, Stage, StageConfig, StageError};
+use crate::log::embedded::{EmbeddedLog, EmbeddedReader, Seen, StageCommit, StoredRecord};
+use crate::log::Record;
+
+/// Dedup entries are pruned at most this often.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+pub struct EmbeddedStage {
+    pub stage: Arc<Stage>,
+    pub cfg: StageConfig,
+    pub log: Arc<EmbeddedLog>,
+    pub data_dir: PathBuf,
+    /// Input records per transaction.
+    pub batch: usize,
+    /// How often to look for new input when idle.
+    pub poll: Duration,
+}
+
+/// One transaction's worth of work, built off the async runtime.
+struct Batch {
+    records: Vec<Record>,
+    commit: StageCommit,
+    inputs: usize,
+}
+
+impl EmbeddedStage {
+    /// Runs until `shutdown`; a batch in progress is committed first.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), StageError> {
+        let dir = self.data_dir.clone();
+        let mut reader = tokio::task::spawn_blocking(move || EmbeddedReader::open(&dir))
+            .await
+            .map_err(|e| StageError::Setup(e.to_string()))??;
+        let mut cursor = reader.stage_cursor(&self.cfg.group)?;
+        let mut last_prune = std::time::Instant::now() - PRUNE_EVERY;
+        tracing::info!(group = %self.cfg.group, cursor, "transform stage started on the embedded store");
+        while !shutdown.is_cancelled() {
+            let prune = last_prune.elapsed() >= PRUNE_EVERY;
+            let (r, built) = {
+                let stage = self.stage.clone();
+                let cfg = self.cfg.clone();
+                let batch = self.batch;
+                tokio::task::spawn_blocking(move || {
+                    let built = build(&reader, &stage, &cfg, cursor, batch, prune);
+                    (reader, built)
+                })
+                .await
+                .map_err(|e| StageError::Setup(e.to_string()))?
+            };
+            reader = r;
+            let batch = match built {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(self.poll) => continue,
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "transform stage cannot read the store; retrying");
+                    backoff(&shutdown).await;
+                    continue;
+                }
+            };
+            let last_id = batch.commit.last_id;
+            match self.log.commit_stage(batch.records, batch.commit).await {
+                Ok(positions) => {
+                    tracing::debug!(inputs = batch.inputs, outputs = positions.len(), last_id, "stage batch committed");
+                    cursor = last_id;
+                    if prune {
+                        last_prune = std::time::Instant::now();
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "transform stage commit failed; retrying from the stored cursor");
+                    backoff(&shutdown).await;
+                    cursor = reader.stage_cursor(&self.cfg.group)?;
+                }
+            }
+        }
+        tracing::info!(group = %self.cfg.group, cursor, "transform stage stopped");
+        Ok(())
+    }
+}
+
+async fn backoff(shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+    }
+}
+
+/// Reads up to `limit` input records after `cursor` and maps them. `None`
+/// when there is nothing new.
+fn build(
+    reader: &EmbeddedReader,
+    stage: &Stage,
+    cfg: &StageConfig,
+    cursor: i64,
+    limit: usize,
+    prune: bool,
+) -> Result<Option<Batch>, StageError> {
+    let inputs = reader.read_topics(&cfg.inputs, cursor, limit.max(1))?;
+    let Some(last) = inputs.last() else {
+        return Ok(None);
+    };
+    let now = now_ms();
+    let since = now - cfg.dedup_window.as_millis() as i64;
+    let mut commit = StageCommit {
+        group: cfg.group.clone(),
+        prev_id: cursor,
+        last_id: last.id,
+        prune_before_ms: prune.then_some(since),
+        ..Default::default()
+    };
+    let mut counts: HashMap<&'static str, u64> = HashMap::new();
+    let mut in_batch: HashMap<DedupKey, String> = HashMap::new();
+    let mut records = Vec::new();
+    for input in &inputs {
+        let src = source(input);
+        let key = dedup::key(&src);
+        if let Some(k) = &key {
+            let first = match in_batch.get(k) {
+                Some(s) => Some(s.clone()),
+                None => reader.seen(&k.sender, &k.control_id, &k.digest, since)?,
+            };
+            if first.is_some_and(|f| f != src.coordinates()) {
+                tracing::info!(
+                    topic = src.topic,
+                    partition = src.partition,
+                    offset = src.offset,
+                    control_id = %k.control_id,
+                    "sender duplicate not emitted"
+                );
+                *counts.entry("duplicate").or_default() += 1;
+                continue;
+            }
+        }
+        let outcome = stage.process(&src);
+        *counts.entry(outcome.name()).or_default() += 1;
+        records.extend(outcome.into_records());
+        if let Some(k) = key {
+            in_batch.insert(k.clone(), src.coordinates());
+            commit.seen.push(Seen {
+                sender: k.sender,
+                control_id: k.control_id,
+                digest: k.digest.to_vec(),
+                source: src.coordinates(),
+                seen_ms: now,
+            });
+        }
+    }
+    commit.outcomes = counts.into_iter().collect();
+    Ok(Some(Batch {
+        records,
+        commit,
+        inputs: inputs.len(),
+    }))
+}
+
+fn source(r: &StoredRecord) -> Source<'_> {
+    Source {
+        topic: &r.topic,
+        partition: r.partition,
+        offset: r.offset,
+        key: r.key.as_deref(),
+        headers: &r.headers,
+        value: &r.value,
+    }
+}

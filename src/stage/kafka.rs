@@ -1,0 +1,581 @@
+//! The stage on Kafka: a consumer group over the raw topics, exactly-once
+//! by **output-offset recovery**, without Kafka transactions (Tansu 0.6 has
+//! no EndTxn, nor do some managed Kafka-compatible services).
+//!
+//! How it holds:
+//! - Input partition p of every raw topic writes only to output partition p
+//!   of every FHIR topic (co-partitioned; checked at start), and the range
+//!   assignor gives partition p of every input to one member.
+//! - The producer is idempotent with `enable.gapless.guarantee`, and never
+//!   times messages out, so what lands in an output partition is always a
+//!   prefix of what this process sent to it.
+//! - Every output carries `source.topic/partition/offset/index` and
+//!   `source.covered`: for each input topic, the offset below which every
+//!   record's outputs to *this output topic* were already sent.
+//! - On each assignment the last record of each output partition p is read.
+//!   An output (input record R = (T, off), index i) for output topic o is
+//!   already written iff `off < covered_o[T]`, or R is that last record's
+//!   source and `i <= its index`. Those are skipped; everything else is sent.
+//! - Consumer offsets are stored only once all outputs of a record and of
+//!   every earlier one are delivered; they only shorten the replay.
+//! - On revocation the producer is flushed before the partitions go, so the
+//!   next owner reads complete tails.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::stream::FuturesOrdered;
+use futures::StreamExt;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use super::{headers as sh, Outcome, Source, Stage, StageConfig, StageError};
+use crate::config::Config;
+use crate::log::kafka::{self as kafka_log, KafkaConfig};
+use crate::log::{LogError, Record};
+
+/// Header: `topic:offset,...`, the covered vector described above.
+pub const COVERED: &str = "source.covered";
+
+/// Input records whose outputs may be in flight at once.
+const MAX_PENDING: usize = 2048;
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a revocation waits for in-flight outputs.
+const REVOKE_FLUSH: Duration = Duration::from_secs(60);
+
+pub struct KafkaStage {
+    stage: Arc<Stage>,
+    kafka: KafkaConfig,
+    cfg: StageConfig,
+    at_least_once: bool,
+    partitions: u32,
+    replication: i32,
+}
+
+/// Partition counts, as found (and completed) at start.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    co_partitioned: bool,
+}
+
+impl KafkaStage {
+    pub fn new(stage: Arc<Stage>, cfg: &Config) -> Self {
+        let mut s = super::StageConfig::new(&cfg.topic_prefix);
+        s.output_prefix = cfg.transform.output_prefix.clone();
+        s.dedup_window = cfg.transform.dedup_window;
+        s.group = cfg.transform.group.clone();
+        Self {
+            stage,
+            kafka: cfg.kafka.clone(),
+            cfg: s,
+            at_least_once: cfg.transform.at_least_once,
+            partitions: cfg.partitions,
+            replication: cfg.kafka.replication_factor(),
+        }
+    }
+
+    /// Runs until `shutdown`. A failed session (broker error, fatal producer
+    /// error) is torn down and started again from recovery.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), StageError> {
+        let layout = self.layout().await?;
+        while !shutdown.is_cancelled() {
+            match self.session(&shutdown, layout).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "transform session failed; restarting with recovery");
+                    // Long enough for requests a dropped producer had in
+                    // flight to settle on the broker before tails are read.
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates missing topics and checks that outputs are co-partitioned with inputs.
+    async fn layout(&self) -> Result<Layout, StageError> {
+        let kafka = self.kafka.clone();
+        let existing = tokio::task::spawn_blocking(move || kafka_log::list_topics(&kafka))
+            .await
+            .map_err(|e| StageError::Setup(e.to_string()))??;
+        let count = |name: &str| {
+            existing
+                .iter()
+                .find(|t| t.name == name)
+                .map(|t| t.partitions)
+        };
+        let input_counts: HashSet<u32> = self.cfg.inputs.iter().filter_map(|t| count(t)).collect();
+        let n = input_counts.iter().copied().max().unwrap_or(self.partitions);
+        let topics = self.cfg.topics();
+        let missing: Vec<String> = self
+            .cfg
+            .inputs
+            .iter()
+            .map(String::as_str)
+            .chain(topics.all())
+            .filter(|t| count(t).is_none())
+            .map(str::to_owned)
+            .collect();
+        if !missing.is_empty() {
+            for (topic, outcome) in
+                kafka_log::create_topics(&self.kafka, &missing, n, self.replication).await?
+            {
+                tracing::info!(%topic, partitions = n, outcome, "kafka topic checked");
+            }
+        }
+        let mut mismatched: Vec<String> = self
+            .cfg
+            .inputs
+            .iter()
+            .map(String::as_str)
+            .chain(topics.all())
+            .filter_map(|t| count(t).filter(|c| *c != n).map(|c| format!("{t} has {c}")))
+            .collect();
+        mismatched.sort();
+        if mismatched.is_empty() {
+            return Ok(Layout {
+                co_partitioned: true,
+            });
+        }
+        let what = format!(
+            "input and output topics must all have {n} partitions for exactly-once ({})",
+            mismatched.join(", ")
+        );
+        if !self.at_least_once {
+            return Err(StageError::Setup(format!(
+                "{what}; fix the partition counts, or run with --at-least-once"
+            )));
+        }
+        tracing::warn!("{what}; running at-least-once: outputs go by murmur2(key), ids stay deterministic");
+        Ok(Layout {
+            co_partitioned: false,
+        })
+    }
+
+    fn producer(&self) -> Result<FutureProducer, StageError> {
+        // The stage's input is durable, so it can wait out an outage: no
+        // message timeout, which also keeps the gapless guarantee whole
+        // (librdkafka exempts timed-out messages from it).
+        let mut c = self.kafka.producer_config(Duration::from_secs(10))?;
+        c.set("enable.gapless.guarantee", "true");
+        c.set("message.timeout.ms", "0");
+        c.set("linger.ms", "5");
+        for (k, v) in &self.kafka.properties {
+            if k != "message.timeout.ms" {
+                c.set(k, v);
+            }
+        }
+        c.create().map_err(|e| LogError::Kafka(e.to_string()).into())
+    }
+
+    fn consumer(&self, producer: FutureProducer) -> Result<StreamConsumer<StageContext>, StageError> {
+        let mut c: ClientConfig = self.kafka.base();
+        c.set("group.id", &self.cfg.group);
+        c.set("enable.auto.commit", "true");
+        c.set("auto.commit.interval.ms", "1000");
+        c.set("enable.auto.offset.store", "false");
+        c.set("auto.offset.reset", "earliest");
+        // Partition p of every input to the same member (see the module doc).
+        c.set("partition.assignment.strategy", "range");
+        let ctx = StageContext {
+            producer,
+            revoked: Mutex::new(Vec::new()),
+            flush_failed: AtomicBool::new(false),
+        };
+        c.create_with_context(ctx)
+            .map_err(|e| LogError::Kafka(e.to_string()).into())
+    }
+
+    /// A reader for output tails: no group, never commits.
+    fn tail_reader(&self) -> Result<BaseConsumer, StageError> {
+        let mut c = self.kafka.base();
+        c.set("group.id", format!("{}-recovery", self.cfg.group));
+        c.set("enable.auto.commit", "false");
+        c.set("enable.auto.offset.store", "false");
+        c.create().map_err(|e| LogError::Kafka(e.to_string()).into())
+    }
+
+    async fn session(&self, shutdown: &CancellationToken, layout: Layout) -> Result<(), StageError> {
+        let producer = self.producer()?;
+        let consumer = self.consumer(producer.clone())?;
+        let reader = self.tail_reader()?;
+        let inputs: Vec<&str> = self.cfg.inputs.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&inputs)
+            .map_err(|e| LogError::Kafka(e.to_string()))?;
+        let topics = self.cfg.topics();
+        let outputs: Vec<String> = topics.all().iter().map(|s| s.to_string()).collect();
+        let mut parts: HashMap<i32, PartitionState> = HashMap::new();
+        let mut pending = FuturesOrdered::new();
+        tracing::info!(group = %self.cfg.group, exactly_once = layout.co_partitioned, "transform stage consuming");
+        loop {
+            if consumer.context().flush_failed.swap(false, Ordering::SeqCst) {
+                return Err(StageError::Setup(
+                    "outputs were still in flight when partitions were revoked".into(),
+                ));
+            }
+            if let Some(fatal) = producer.client().fatal_error() {
+                return Err(StageError::Setup(format!("producer fatal error: {fatal:?}")));
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                done = pending.next(), if !pending.is_empty() => {
+                    let (topic, partition, offset, result): (String, i32, i64, Result<(), String>) =
+                        done.unwrap_or_else(|| (String::new(), 0, 0, Ok(())));
+                    if let Err(e) = result {
+                        return Err(StageError::Setup(format!("output delivery failed: {e}")));
+                    }
+                    // Only an owned partition can store; a revoked one just skips.
+                    let _ = consumer.store_offset(&topic, partition, offset + 1);
+                }
+                m = consumer.recv(), if pending.len() < MAX_PENDING => {
+                    let m = m.map_err(|e| LogError::Kafka(e.to_string()))?;
+                    for p in consumer.context().take_revoked() {
+                        parts.remove(&p);
+                    }
+                    let partition = m.partition();
+                    if layout.co_partitioned && !parts.contains_key(&partition) {
+                        let state = tokio::task::block_in_place(|| recover(&reader, &outputs, partition))?;
+                        parts.insert(partition, state);
+                    }
+                    let deliveries = self
+                        .handle(&producer, &m, parts.get_mut(&partition), layout)
+                        .await?;
+                    let (topic, offset) = (m.topic().to_owned(), m.offset());
+                    pending.push_back(async move {
+                        let mut result = Ok(());
+                        for d in deliveries {
+                            match d.await {
+                                Ok(Ok(_)) => {}
+                                Ok(Err((e, _))) => result = Err(e.to_string()),
+                                Err(_) => result = Err("delivery canceled".to_owned()),
+                            }
+                        }
+                        (topic, partition, offset, result)
+                    });
+                }
+            }
+        }
+        // Clean stop: deliver what is in flight, then store its offsets.
+        while let Some((topic, partition, offset, result)) = pending.next().await {
+            if result.is_ok() {
+                let _ = consumer.store_offset(&topic, partition, offset + 1);
+            }
+        }
+        let _ = producer.flush(REVOKE_FLUSH);
+        if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+            tracing::warn!(error = %e, "final offset commit failed; the next start replays a little and skips what is written");
+        }
+        Ok(())
+    }
+
+    /// Maps one input record and sends the outputs not already written.
+    async fn handle(
+        &self,
+        producer: &FutureProducer,
+        m: &BorrowedMessage<'_>,
+        state: Option<&mut PartitionState>,
+        layout: Layout,
+    ) -> Result<Vec<rdkafka::producer::DeliveryFuture>, StageError> {
+        let headers = kafka_log::message_headers(m);
+        let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+        let src = Source {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: key.as_deref(),
+            headers: &headers,
+            value: m.payload().unwrap_or_default(),
+        };
+        let outcome = self.stage.process(&src);
+        if let Outcome::NoContent = outcome {
+            tracing::debug!(topic = src.topic, partition = src.partition, offset = src.offset, "no FHIR content");
+        }
+        let mut records: Vec<Record> = outcome.into_records();
+        let mut out = Vec::with_capacity(records.len());
+        match state {
+            Some(state) => {
+                let keep = state.advance(&src, &records);
+                for (r, keep) in records.iter_mut().zip(keep) {
+                    if keep {
+                        r.headers.push((COVERED.into(), state.covered_header(&r.topic)));
+                        out.push(kafka_log::enqueue(producer, r).await.map_err(kafka_err)?);
+                    }
+                }
+            }
+            None => {
+                debug_assert!(!layout.co_partitioned);
+                for r in &mut records {
+                    r.partition = None;
+                    out.push(kafka_log::enqueue(producer, r).await.map_err(kafka_err)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn kafka_err(e: rdkafka::error::KafkaError) -> StageError {
+    LogError::Kafka(e.to_string()).into()
+}
+
+/// What one output partition already holds, and what this process has sent to it.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct OutputState {
+    /// Input topic -> offset below which every record's outputs are written.
+    covered: HashMap<String, i64>,
+    /// The source of the partition's last record at recovery: (topic, offset, index).
+    last: Option<(String, i64, usize)>,
+}
+
+impl OutputState {
+    fn written(&self, topic: &str, offset: i64, index: usize) -> bool {
+        self.covered.get(topic).is_some_and(|c| offset < *c)
+            || self
+                .last
+                .as_ref()
+                .is_some_and(|(t, o, i)| t == topic && *o == offset && index <= *i)
+    }
+}
+
+/// Recovery state of one partition number, across all output topics.
+#[derive(Debug, Default)]
+struct PartitionState {
+    outputs: HashMap<String, OutputState>,
+}
+
+impl PartitionState {
+    /// Which of `records` (the outputs of `src`, in index order) still need
+    /// sending; then marks everything before `src` as covered.
+    fn advance(&mut self, src: &Source<'_>, records: &[Record]) -> Vec<bool> {
+        let keep = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                !self
+                    .outputs
+                    .get(&r.topic)
+                    .is_some_and(|o| o.written(src.topic, src.offset, i))
+            })
+            .collect();
+        for o in self.outputs.values_mut() {
+            let c = o.covered.entry(src.topic.to_owned()).or_insert(0);
+            *c = (*c).max(src.offset);
+        }
+        keep
+    }
+
+    fn covered_header(&self, output: &str) -> String {
+        let mut v: Vec<(&String, &i64)> = self
+            .outputs
+            .get(output)
+            .map(|o| o.covered.iter().collect())
+            .unwrap_or_default();
+        v.sort();
+        v.iter()
+            .map(|(t, o)| format!("{t}:{o}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Reads the last record of partition `p` of each output topic.
+fn recover(reader: &BaseConsumer, outputs: &[String], p: i32) -> Result<PartitionState, StageError> {
+    let mut state = PartitionState::default();
+    for o in outputs {
+        let (lo, hi) = reader
+            .fetch_watermarks(o, p, METADATA_TIMEOUT)
+            .map_err(kafka_err)?;
+        let mut out = OutputState::default();
+        if hi > lo {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(o, p, Offset::Offset(hi - 1))
+                .map_err(kafka_err)?;
+            reader.assign(&tpl).map_err(kafka_err)?;
+            let deadline = std::time::Instant::now() + METADATA_TIMEOUT;
+            loop {
+                if std::time::Instant::now() > deadline {
+                    return Err(StageError::Setup(format!(
+                        "could not read the last record of {o} partition {p} for recovery"
+                    )));
+                }
+                let Some(m) = reader.poll(Duration::from_millis(200)) else {
+                    continue;
+                };
+                let m = m.map_err(kafka_err)?;
+                if m.offset() != hi - 1 {
+                    continue;
+                }
+                out = parse_tail(&kafka_log::message_headers(&m)).ok_or_else(|| {
+                    StageError::Setup(format!(
+                        "the last record of {o} partition {p} has no source.* headers; was it written by another producer?"
+                    ))
+                })?;
+                break;
+            }
+        }
+        tracing::info!(topic = %o, partition = p, covered = ?out.covered, last = ?out.last, "output partition recovered");
+        state.outputs.insert(o.clone(), out);
+    }
+    reader.unassign().map_err(kafka_err)?;
+    Ok(state)
+}
+
+fn parse_tail(headers: &[(String, String)]) -> Option<OutputState> {
+    let get = |k: &str| headers.iter().find(|(h, _)| h == k).map(|(_, v)| v.as_str());
+    let covered = get(COVERED)?
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|pair| {
+            let (t, o) = pair.rsplit_once(':')?;
+            Some((t.to_owned(), o.parse().ok()?))
+        })
+        .collect::<Option<HashMap<_, _>>>()?;
+    let last = (
+        get(sh::SOURCE_TOPIC)?.to_owned(),
+        get(sh::SOURCE_OFFSET)?.parse().ok()?,
+        get(sh::SOURCE_INDEX)?.parse().ok()?,
+    );
+    Some(OutputState {
+        covered,
+        last: Some(last),
+    })
+}
+
+/// Sees rebalances on the consumer's own polling (inside `recv`), so they
+/// are ordered with the processing loop.
+struct StageContext {
+    producer: FutureProducer,
+    /// Partitions revoked since the loop last looked: their recovery state is stale.
+    revoked: Mutex<Vec<i32>>,
+    flush_failed: AtomicBool,
+}
+
+impl StageContext {
+    fn take_revoked(&self) -> Vec<i32> {
+        self.revoked
+            .lock()
+            .map(|mut e| std::mem::take(&mut *e))
+            .unwrap_or_default()
+    }
+}
+
+impl ClientContext for StageContext {}
+
+impl ConsumerContext for StageContext {
+    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            // The next owner recovers from the output tails: ours must be complete.
+            if let Err(e) = self.producer.flush(REVOKE_FLUSH) {
+                tracing::error!(error = %e, "outputs still in flight at revocation");
+                self.flush_failed.store(true, Ordering::SeqCst);
+            }
+            if let Ok(mut r) = self.revoked.lock() {
+                r.extend(tpl.elements().iter().map(|e| e.partition()));
+            }
+            tracing::info!(partitions = tpl.count(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            tracing::info!(partitions = tpl.count(), "partitions assigned");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(topic: &str, offset: i64) -> Source<'_> {
+        Source {
+            topic,
+            partition: 0,
+            offset,
+            key: None,
+            headers: &[],
+            value: b"",
+        }
+    }
+
+    fn out(topic: &str) -> Record {
+        Record {
+            topic: topic.into(),
+            key: None,
+            partition: Some(0),
+            headers: vec![],
+            timestamp_ms: 0,
+            value: Default::default(),
+        }
+    }
+
+    /// Recovered: fhir.observation's last record is output 1 of oru@7, and
+    /// every adt record below 3 and oru record below 7 is covered.
+    fn recovered() -> PartitionState {
+        let obs = parse_tail(&[
+            (COVERED.into(), "hl7v2.adt:3,hl7v2.oru:7".into()),
+            (sh::SOURCE_TOPIC.into(), "hl7v2.oru".into()),
+            (sh::SOURCE_OFFSET.into(), "7".into()),
+            (sh::SOURCE_INDEX.into(), "1".into()),
+        ])
+        .unwrap();
+        let mut s = PartitionState::default();
+        s.outputs.insert("fhir.observation".into(), obs);
+        s.outputs.insert("fhir.encounter".into(), OutputState::default());
+        s
+    }
+
+    #[test]
+    fn outputs_below_the_covered_offset_are_skipped() {
+        let mut s = recovered();
+        let keep = s.advance(&src("hl7v2.oru", 6), &[out("fhir.observation")]);
+        assert_eq!(keep, vec![false]);
+    }
+
+    #[test]
+    fn the_last_records_source_is_resumed_after_its_last_written_index() {
+        let mut s = recovered();
+        let outs = [out("fhir.observation"), out("fhir.observation"), out("fhir.observation")];
+        assert_eq!(s.advance(&src("hl7v2.oru", 7), &outs), vec![false, false, true]);
+    }
+
+    #[test]
+    fn an_output_topic_with_nothing_written_gets_everything() {
+        let mut s = recovered();
+        assert_eq!(s.advance(&src("hl7v2.oru", 6), &[out("fhir.encounter")]), vec![true]);
+    }
+
+    #[test]
+    fn other_input_topics_are_judged_by_their_own_offsets() {
+        let mut s = recovered();
+        assert_eq!(s.advance(&src("hl7v2.adt", 2), &[out("fhir.observation")]), vec![false]);
+        assert_eq!(s.advance(&src("hl7v2.adt", 3), &[out("fhir.observation")]), vec![true]);
+        assert_eq!(s.advance(&src("hl7v2.orm", 0), &[out("fhir.observation")]), vec![true]);
+    }
+
+    #[test]
+    fn the_covered_header_advances_with_processing_and_never_goes_back() {
+        let mut s = recovered();
+        s.advance(&src("hl7v2.adt", 10), &[]);
+        s.advance(&src("hl7v2.oru", 2), &[]);
+        assert_eq!(s.covered_header("fhir.observation"), "hl7v2.adt:10,hl7v2.oru:7");
+        assert_eq!(s.covered_header("fhir.encounter"), "hl7v2.adt:10,hl7v2.oru:2");
+    }
+
+    #[test]
+    fn a_tail_without_provenance_is_not_trusted() {
+        assert_eq!(parse_tail(&[]), None);
+        assert_eq!(parse_tail(&[(COVERED.into(), "x:1".into())]), None);
+    }
+}

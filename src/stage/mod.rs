@@ -1,0 +1,307 @@
+//! The streaming stage: raw HL7 v2 records in, Avro-encoded FHIR R4 records
+//! out, each output on the partition its input came from.
+//!
+//! [`Stage::process`] is the pure part shared by both drivers: one input
+//! record has exactly one [`Outcome`]. The drivers add what makes it
+//! exactly-once on their backend:
+//! - [`embedded`]: outputs and the input cursor commit in one SQLite transaction;
+//! - [`kafka`]: a consumer group that, on every assignment, recovers what was
+//!   already written from the output partitions themselves.
+
+pub mod decoder;
+pub mod dedup;
+pub mod embedded;
+pub mod kafka;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::avro::{self, FhirSchemas};
+use crate::intake::headers as h;
+use crate::log::Record;
+use crate::registry::{topic_name_subject, RegistryError, SchemaRegistry};
+use crate::transform::{Mapped, Mapper};
+
+/// Provenance headers on every output record.
+pub mod headers {
+    pub const SOURCE_TOPIC: &str = "source.topic";
+    pub const SOURCE_PARTITION: &str = "source.partition";
+    pub const SOURCE_OFFSET: &str = "source.offset";
+    /// Ordinal of this output among the outputs of its input record.
+    pub const SOURCE_INDEX: &str = "source.index";
+    /// How many outputs its input record has.
+    pub const SOURCE_COUNT: &str = "source.count";
+    pub const RESOURCE_TYPE: &str = "fhir.resource_type";
+    pub const RESOURCE_ID: &str = "fhir.id";
+}
+
+/// Input headers copied onto every output.
+const CARRIED: &[&str] = &[
+    h::CONTROL_ID,
+    h::SENDING_APPLICATION,
+    h::SENDING_FACILITY,
+    h::MESSAGE_TYPE,
+    h::TRIGGER_EVENT,
+    h::RECEIVED_AT,
+];
+
+#[derive(Debug, Clone)]
+pub struct StageConfig {
+    /// Raw topics to read.
+    pub inputs: Vec<String>,
+    /// Output topic prefix: `<prefix>encounter`, `<prefix>observation`, `<prefix>dlq`.
+    pub output_prefix: String,
+    /// How long a (sender, MSH-10, bytes) triple is remembered.
+    pub dedup_window: Duration,
+    /// Consumer group (Kafka) or cursor name (embedded).
+    pub group: String,
+}
+
+impl StageConfig {
+    pub fn new(input_prefix: &str) -> Self {
+        Self {
+            inputs: ["adt", "oru", "orm"]
+                .iter()
+                .map(|t| format!("{input_prefix}{t}"))
+                .collect(),
+            output_prefix: "fhir.".into(),
+            dedup_window: Duration::from_secs(7 * 24 * 3600),
+            group: "hl7bridge-transform".into(),
+        }
+    }
+
+    pub fn topics(&self) -> OutputTopics {
+        OutputTopics {
+            encounter: format!("{}encounter", self.output_prefix),
+            observation: format!("{}observation", self.output_prefix),
+            dlq: format!("{}dlq", self.output_prefix),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputTopics {
+    pub encounter: String,
+    pub observation: String,
+    pub dlq: String,
+}
+
+impl OutputTopics {
+    pub fn all(&self) -> [&str; 3] {
+        [&self.encounter, &self.observation, &self.dlq]
+    }
+}
+
+/// An input record, borrowed from whichever backend read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a str>,
+    pub headers: &'a [(String, String)],
+    pub value: &'a [u8],
+}
+
+impl Source<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `topic/partition/offset`, as stored in the dedup window.
+    pub fn coordinates(&self) -> String {
+        format!("{}/{}/{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// What one input record became.
+#[derive(Debug)]
+pub enum Outcome {
+    /// FHIR records, Encounter first, then Observations in OBX order.
+    Resources(Vec<Record>),
+    /// A valid message with nothing to map (for example ADT without PV1).
+    NoContent,
+    /// Mapping or encoding failed: one `fhir.dlq` record with the raw bytes.
+    Dead(Record),
+}
+
+impl Outcome {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Resources(_) => "resources",
+            Outcome::NoContent => "no_content",
+            Outcome::Dead(_) => "dead",
+        }
+    }
+
+    pub fn into_records(self) -> Vec<Record> {
+        match self {
+            Outcome::Resources(r) => r,
+            Outcome::NoContent => Vec::new(),
+            Outcome::Dead(r) => vec![r],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("schema registry: {0}")]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Log(#[from] crate::log::LogError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Schema ids under which each resource type is written.
+#[derive(Debug, Clone, Copy)]
+struct SchemaIds {
+    encounter: u32,
+    observation: u32,
+}
+
+pub struct Stage {
+    mapper: Mapper,
+    schemas: FhirSchemas,
+    ids: SchemaIds,
+    topics: OutputTopics,
+}
+
+impl Stage {
+    /// Registers the output schemas (TopicNameStrategy subjects) and builds the stage.
+    pub async fn new(
+        cfg: &StageConfig,
+        mapper: Mapper,
+        registry: &SchemaRegistry,
+    ) -> Result<Self, StageError> {
+        let topics = cfg.topics();
+        let encounter = registry
+            .register(&topic_name_subject(&topics.encounter), avro::ENCOUNTER_AVSC)
+            .await?;
+        let observation = registry
+            .register(&topic_name_subject(&topics.observation), avro::OBSERVATION_AVSC)
+            .await?;
+        Ok(Self {
+            mapper,
+            schemas: FhirSchemas::builtin(),
+            ids: SchemaIds {
+                encounter,
+                observation,
+            },
+            topics,
+        })
+    }
+
+    pub fn topics(&self) -> &OutputTopics {
+        &self.topics
+    }
+
+    /// Maps and encodes one input record. Never fails: what cannot be mapped
+    /// or encoded becomes a dead letter carrying the reason (no content).
+    pub fn process(&self, src: &Source<'_>) -> Outcome {
+        let resources = match self.mapper.map(src.value) {
+            Ok(Mapped::Resources(r)) => r,
+            Ok(Mapped::NoContent) => return Outcome::NoContent,
+            Err(e) => return Outcome::Dead(self.dead(src, "map", &e.reason)),
+        };
+        let count = resources.len();
+        let mut out = Vec::with_capacity(count);
+        for (index, resource) in resources.iter().enumerate() {
+            match self.encode(src, resource, index, count) {
+                Ok(r) => out.push(r),
+                Err(reason) => return Outcome::Dead(self.dead(src, "encode", &reason)),
+            }
+        }
+        Outcome::Resources(out)
+    }
+
+    fn encode(
+        &self,
+        src: &Source<'_>,
+        resource: &Value,
+        index: usize,
+        count: usize,
+    ) -> Result<Record, String> {
+        let kind = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let (topic, schema, id) = match kind {
+            "Encounter" => (
+                &self.topics.encounter,
+                &self.schemas.encounter,
+                self.ids.encounter,
+            ),
+            "Observation" => (
+                &self.topics.observation,
+                &self.schemas.observation,
+                self.ids.observation,
+            ),
+            other => return Err(format!("no output topic for resource type {other:?}")),
+        };
+        let datum = avro::encode(schema, resource).map_err(|e| e.to_string())?;
+        let mut headers = provenance(src, index, count);
+        headers.push((headers::RESOURCE_TYPE.into(), kind.into()));
+        if let Some(rid) = resource.get("id").and_then(Value::as_str) {
+            headers.push((headers::RESOURCE_ID.into(), rid.into()));
+        }
+        Ok(Record {
+            topic: topic.clone(),
+            key: src.key.map(str::to_owned),
+            partition: Some(src.partition),
+            headers,
+            timestamp_ms: now_ms(),
+            value: Bytes::from(avro::wire_encode(id, &datum)),
+        })
+    }
+
+    fn dead(&self, src: &Source<'_>, code: &str, reason: &str) -> Record {
+        tracing::warn!(
+            topic = src.topic,
+            partition = src.partition,
+            offset = src.offset,
+            control_id = src.header(h::CONTROL_ID).unwrap_or(""),
+            code,
+            reason,
+            "record dead-lettered by the stage"
+        );
+        let mut headers = provenance(src, 0, 1);
+        headers.push((h::ERROR_CODE.into(), code.into()));
+        headers.push((h::ERROR_REASON.into(), reason.into()));
+        Record {
+            topic: self.topics.dlq.clone(),
+            key: src.key.map(str::to_owned),
+            partition: Some(src.partition),
+            headers,
+            timestamp_ms: now_ms(),
+            value: Bytes::copy_from_slice(src.value),
+        }
+    }
+}
+
+fn provenance(src: &Source<'_>, index: usize, count: usize) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = CARRIED
+        .iter()
+        .filter_map(|k| src.header(k).map(|v| ((*k).to_owned(), v.to_owned())))
+        .collect();
+    out.extend([
+        (headers::SOURCE_TOPIC.into(), src.topic.to_owned()),
+        (headers::SOURCE_PARTITION.into(), src.partition.to_string()),
+        (headers::SOURCE_OFFSET.into(), src.offset.to_string()),
+        (headers::SOURCE_INDEX.into(), index.to_string()),
+        (headers::SOURCE_COUNT.into(), count.to_string()),
+    ]);
+    out
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,571 @@
+//! FHIR JSON ⇄ Avro: every resource the transform produces from the fixtures
+//! (and from a synthetic message reaching the value types the fixtures do
+//! not) survives `decode(encode(r))` exactly, member order and decimal text
+//! included; the converter is strict and names paths, never values; the
+//! Confluent wire header; the schemas' shape and their evolution rules.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema_compatibility::{Compatibility, SchemaCompatibility};
+use apache_avro::types::Value as Avro;
+use apache_avro::Schema;
+use bytes::Bytes;
+use hl7bridge::avro::{
+    decode, encode, to_avro, to_fhir, wire_decode, wire_encode, AvroError, FhirSchemas,
+    ENCOUNTER_AVSC, OBSERVATION_AVSC,
+};
+use hl7bridge::hl7::batch;
+use hl7bridge::transform::{Mapped, Mapper};
+use serde_json::{json, Value};
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// The messages of one fixture file: a batch is split as the listener does.
+fn messages(raw: Vec<u8>) -> Vec<Vec<u8>> {
+    if batch::is_batch(&raw) {
+        batch::split(&Bytes::from(raw))
+            .messages
+            .iter()
+            .map(|m| m.to_vec())
+            .collect()
+    } else {
+        vec![raw]
+    }
+}
+
+/// Every resource the mapper produces from `fixtures/*.hl7`, with its source.
+/// Fixtures meant to be rejected, or with no FHIR content, contribute none.
+fn fixture_resources() -> Vec<(String, Value)> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
+        .expect("fixtures dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "hl7"))
+        .collect();
+    paths.sort();
+    let mapper = Mapper::default();
+    let mut out = Vec::new();
+    for path in paths {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let raw = std::fs::read(&path).expect("read fixture");
+        for (i, msg) in messages(raw).into_iter().enumerate() {
+            if let Ok(Mapped::Resources(rs)) = mapper.map(&msg) {
+                out.extend(rs.into_iter().map(|r| (format!("{name}#{i}"), r)));
+            }
+        }
+    }
+    out
+}
+
+/// A synthetic ORU^R01 (made-up data) reaching what no fixture does:
+/// TM, NR, DTM with fraction and offset, decimals with trailing zeros,
+/// repeating OBX-5 of every value type (components), a CWE with version,
+/// second coding and original text, an XCN with an assigning authority, and
+/// PV1-5 (pre-admission identifier), PV1-36 and PV1-45.
+fn synthetic_message() -> Vec<u8> {
+    let mut pv1 = vec![""; 46];
+    pv1[0] = "PV1";
+    pv1[1] = "1";
+    pv1[2] = "I";
+    pv1[3] = "4WEST^401^A^SYNTHHOSP";
+    pv1[4] = "E";
+    pv1[5] = "PRE90001^^^SYNTHHOSP^PA";
+    pv1[7] = "12345^DOCTOR^ALPHA^^^DR^^^SYNTHHOSP";
+    pv1[10] = "MED";
+    pv1[14] = "7";
+    pv1[19] = "V90001^^^SYNTHHOSP^VN";
+    pv1[36] = "01^Discharged home";
+    pv1[44] = "20261114200000";
+    pv1[45] = "20261116093000";
+    let obx = |n: usize, ty: &str, code: &str, value: &str, units: &str| {
+        format!(
+            "OBX|{n}|{ty}|{code}||{value}|{units}|1-2|H|||F|||20261115081500||55501^LABTECH^ALPHA^^^^^^SYNTHLAB"
+        )
+    };
+    let segments = [
+        "MSH|^~\\&|AVROTEST|SYNTHHOSP|HL7BRIDGE|INTEGRATION|20261115103000||ORU^R01^ORU_R01|FX-AVRO-1|P|2.5.1".to_owned(),
+        "PID|1||MRN90001^^^SYNTHHOSP^MR||TESTPATIENT^AVRO".to_owned(),
+        pv1.join("|"),
+        "OBR|1|PLC90001|FIL90001|11502-2^Laboratory report^LN||20261115070000|20261115081500".to_owned(),
+        obx(1, "NM", "2345-7^Glucose^LN", "1.50", "mmol/L^mmol/L^UCUM"),
+        "NTE|1|L|Synthetic note.".to_owned(),
+        obx(2, "NM", "1988-5^CRP^LN", "0.000120", "g/L^g/L^UCUM"),
+        obx(3, "TM", "X-TM^Time^L", "0830", ""),
+        obx(4, "NR", "X-NR^Range^L", "1.5^3.25", "mg/L^mg/L^UCUM"),
+        obx(5, "DTM", "X-DTM^Instant^L", "20261115081530.25-0500", ""),
+        obx(
+            6,
+            "CWE",
+            "X-CWE^Coded^L",
+            "C1^Code one^SCT^ALT1^Alternate^L^2026-01^v2^Original text",
+            "",
+        ),
+        obx(7, "NM", "X-NMR^Repeated NM^L", "1.0~2.50", "mg/L^mg/L^UCUM"),
+        obx(8, "CWE", "X-CWER^Repeated CWE^L", "C1^One^SCT~C2^Two^SCT", ""),
+        obx(9, "ST", "X-STR^Repeated ST^L", "one~two", ""),
+        obx(10, "SN", "X-SNR^Repeated SN range^L", "^1^-^5~^2^-^6", ""),
+        obx(11, "SN", "X-SNQ^Repeated SN ratio^L", "^1^:^160~^1.5^:^320.0", ""),
+        obx(12, "TM", "X-TMR^Repeated TM^L", "0830~091500", ""),
+        obx(13, "DT", "X-DTR^Repeated DT^L", "2026~202611", ""),
+    ];
+    let mut out = segments.join("\r");
+    out.push('\r');
+    out.into_bytes()
+}
+
+fn synthetic_resources() -> Vec<Value> {
+    match Mapper::default().map(&synthetic_message()) {
+        Ok(Mapped::Resources(rs)) => rs,
+        other => panic!("synthetic message did not map: {other:?}"),
+    }
+}
+
+fn schema_for<'a>(schemas: &'a FhirSchemas, r: &Value) -> &'a Schema {
+    let rt = r["resourceType"].as_str().expect("resourceType");
+    schemas
+        .for_resource(rt)
+        .unwrap_or_else(|| panic!("no schema for {rt}"))
+}
+
+/// `decode(encode(r)) == r`, as values and as serialized text (member order).
+fn assert_round_trip(schemas: &FhirSchemas, source: &str, r: &Value) {
+    let schema = schema_for(schemas, r);
+    let bytes = encode(schema, r).unwrap_or_else(|e| panic!("{source}: encode: {e}"));
+    let framed = wire_encode(42, &bytes);
+    let (id, datum) = wire_decode(&framed).expect("wire_decode");
+    assert_eq!((id, datum), (42, bytes.as_slice()));
+    let back = decode(schema, datum).unwrap_or_else(|e| panic!("{source}: decode: {e}"));
+    assert_eq!(&back, r, "{source}: value differs after the round trip");
+    assert_eq!(
+        serde_json::to_string(&back).unwrap(),
+        serde_json::to_string(r).unwrap(),
+        "{source}: text (member order or number text) differs after the round trip"
+    );
+}
+
+#[test]
+fn every_fixture_resource_round_trips_exactly() {
+    let schemas = FhirSchemas::builtin();
+    let resources = fixture_resources();
+    let mut by_type = BTreeMap::<String, usize>::new();
+    for (source, r) in &resources {
+        assert_round_trip(&schemas, source, r);
+        *by_type
+            .entry(r["resourceType"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert!(
+        resources.len() >= 20,
+        "only {} resources round-tripped: the fixtures no longer map?",
+        resources.len()
+    );
+    assert!(
+        by_type.get("Encounter").is_some_and(|&n| n > 0)
+            && by_type.get("Observation").is_some_and(|&n| n > 0),
+        "{by_type:?}"
+    );
+}
+
+#[test]
+fn synthetic_value_types_round_trip_exactly() {
+    let schemas = FhirSchemas::builtin();
+    let resources = synthetic_resources();
+    for r in &resources {
+        assert_round_trip(&schemas, "synthetic", r);
+    }
+    // Guard that the message still reaches what it was written for.
+    let text = serde_json::to_string(&resources).unwrap();
+    for needle in [
+        "\"value\":1.50,",
+        "\"value\":0.000120,",
+        "\"valueTime\":\"08:30:00\"",
+        "\"valueRange\"",
+        "\"valueDateTime\":\"2026-11-15T08:15:30.25-05:00\"",
+        "\"version\":\"2026-01\"",
+        "\"text\":\"Original text\"",
+        "\"preAdmissionIdentifier\"",
+        "\"dischargeDisposition\"",
+        "\"end\":\"2026-11-16T09:30:00+00:00\"",
+        "\"denominator\":{\"value\":320.0",
+    ] {
+        assert!(text.contains(needle), "synthetic output lacks {needle}");
+    }
+}
+
+/// Every field of every record type is exercised by the round-trip corpus
+/// (fixtures plus the synthetic message), so no part of either schema is
+/// untested, and none describes something the mapper cannot emit.
+#[test]
+fn every_schema_field_is_exercised() {
+    let schemas = FhirSchemas::builtin();
+    let mut all = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    let mut corpus: Vec<Value> = fixture_resources().into_iter().map(|(_, r)| r).collect();
+    corpus.extend(synthetic_resources());
+    for schema in [&schemas.encounter, &schemas.observation] {
+        let names = apache_avro::schema::ResolvedSchema::try_from(schema).unwrap();
+        for s in names.get_names().values() {
+            if let Schema::Record(rec) = s {
+                for f in &rec.fields {
+                    all.insert(format!("{}.{}", rec.name.fullname(None), f.name));
+                }
+            }
+        }
+    }
+    for r in &corpus {
+        let schema = schema_for(&schemas, r);
+        collect_used(schema, &to_avro(schema, r).unwrap(), &mut seen);
+    }
+    let unused: Vec<_> = all.difference(&seen).collect();
+    assert!(unused.is_empty(), "never emitted: {unused:?}");
+}
+
+/// Records `record.field` for every field holding a non-null, non-empty value.
+fn collect_used(schema: &Schema, v: &Avro, seen: &mut BTreeSet<String>) {
+    let names = apache_avro::schema::ResolvedSchema::try_from(schema).unwrap();
+    fn walk(
+        s: &Schema,
+        v: &Avro,
+        names: &apache_avro::schema::NamesRef<'_>,
+        seen: &mut BTreeSet<String>,
+    ) {
+        let s = match s {
+            Schema::Ref { name } => names[name],
+            s => s,
+        };
+        match (s, v) {
+            (Schema::Record(rec), Avro::Record(fields)) => {
+                for (f, (_, fv)) in rec.fields.iter().zip(fields) {
+                    let used = !matches!(fv, Avro::Union(_, b) if **b == Avro::Null)
+                        && !matches!(fv, Avro::Array(a) if a.is_empty());
+                    if used {
+                        seen.insert(format!("{}.{}", rec.name.fullname(None), f.name));
+                    }
+                    walk(&f.schema, fv, names, seen);
+                }
+            }
+            (Schema::Union(u), Avro::Union(i, b)) => {
+                walk(&u.variants()[*i as usize], b, names, seen)
+            }
+            (Schema::Array(a), Avro::Array(items)) => {
+                for item in items {
+                    walk(&a.items, item, names, seen);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(schema, v, names.get_names(), seen);
+}
+
+fn observation() -> Value {
+    synthetic_resources()
+        .into_iter()
+        .find(|r| r["resourceType"] == "Observation")
+        .unwrap()
+}
+
+fn assert_rejected(schema: &Schema, r: &Value, path: &str, secret: &str) -> AvroError {
+    let err = to_avro(schema, r).expect_err("must be rejected");
+    let msg = err.to_string();
+    assert!(msg.contains(path), "{msg:?} does not name {path}");
+    assert!(!msg.contains(secret), "{msg:?} leaks the value");
+    assert!(
+        !format!("{err:?}").contains(secret),
+        "{err:?} leaks the value"
+    );
+    assert!(encode(schema, r).is_err());
+    err
+}
+
+#[test]
+fn unknown_members_and_wrong_types_are_rejected_by_path_without_values() {
+    let schemas = FhirSchemas::builtin();
+    let schema = &schemas.observation;
+    let secret = "SECRET-PATIENT-VALUE";
+
+    let mut r = observation();
+    r["valueFoo"] = json!(secret);
+    let e = assert_rejected(schema, &r, "Observation.valueFoo", secret);
+    assert!(matches!(e, AvroError::UnknownMember { .. }), "{e:?}");
+
+    let mut r = observation();
+    r["meta"]["versionIdX"] = json!(secret);
+    assert_rejected(schema, &r, "Observation.meta.versionIdX", secret);
+
+    let mut r = observation();
+    r["note"][0]["authorString"] = json!(secret);
+    assert_rejected(schema, &r, "Observation.note[0].authorString", secret);
+
+    let mut r = observation();
+    r["code"]["coding"][0]["code"] = json!(12345);
+    let e = assert_rejected(schema, &r, "Observation.code.coding[0].code", "12345");
+    assert!(matches!(e, AvroError::WrongType { .. }), "{e:?}");
+
+    // A decimal must be a JSON number, not a string.
+    let mut r = observation();
+    r["valueQuantity"]["value"] = json!(secret);
+    assert_rejected(schema, &r, "Observation.valueQuantity.value", secret);
+
+    // FHIR JSON has no nulls or empty arrays; they would not come back.
+    let mut r = observation();
+    r["valueString"] = Value::Null;
+    let e = assert_rejected(schema, &r, "Observation.valueString", secret);
+    assert!(matches!(e, AvroError::Empty { .. }), "{e:?}");
+    let mut r = observation();
+    r["interpretation"] = json!([]);
+    assert_rejected(schema, &r, "Observation.interpretation", secret);
+
+    let mut r = observation();
+    r.as_object_mut().unwrap().remove("code");
+    let e = assert_rejected(schema, &r, "Observation.code", secret);
+    assert!(matches!(e, AvroError::Missing { .. }), "{e:?}");
+
+    // An Encounter is not an Observation.
+    let enc = synthetic_resources().remove(0);
+    let e = to_avro(schema, &enc).unwrap_err();
+    assert!(matches!(e, AvroError::ResourceType { .. }), "{e:?}");
+}
+
+#[test]
+fn decimal_text_survives() {
+    let schemas = FhirSchemas::builtin();
+    let schema = &schemas.observation;
+    let r: Value = serde_json::from_str(
+        r#"{"resourceType":"Observation","status":"final","code":{"text":"x"},
+            "component":[
+              {"code":{"text":"a"},"valueQuantity":{"value":1.50,"unit":"mg"}},
+              {"code":{"text":"b"},"valueRange":{"low":{"value":0.000120},"high":{"value":-2.0}}},
+              {"code":{"text":"c"},"valueRatio":{"numerator":{"value":100},"denominator":{"value":1e3}}}]}"#,
+    )
+    .unwrap();
+    let back = decode(schema, &encode(schema, &r).unwrap()).unwrap();
+    let text = serde_json::to_string(&back).unwrap();
+    // (1e3 is checked by the text comparison below only: serde_json itself
+    // keeps an exponent as `1e+3`, before any Avro is involved.)
+    for n in ["1.50", "0.000120", "-2.0", "100"] {
+        assert!(
+            text.contains(&format!("\"value\":{n}}}")) || text.contains(&format!("\"value\":{n},")),
+            "{n} lost: {text}"
+        );
+    }
+    assert_eq!(text, serde_json::to_string(&r).unwrap());
+
+    // In Avro the decimal is its text; only exact JSON number text goes back.
+    let avro = to_avro(schema, &r).unwrap();
+    assert!(format!("{avro:?}").contains("String(\"1.50\")"));
+    for bad in ["1.5x", " 1.5", "+1", ".5", "NaN", ""] {
+        let forged = replace_string(&avro, "1.50", bad);
+        let e = to_fhir(schema, &forged).unwrap_err();
+        assert!(matches!(e, AvroError::Decimal { .. }), "{bad:?}: {e:?}");
+        assert!(e
+            .to_string()
+            .contains("Observation.component[0].valueQuantity.value"));
+    }
+}
+
+fn replace_string(v: &Avro, from: &str, to: &str) -> Avro {
+    match v {
+        Avro::String(s) if s == from => Avro::String(to.to_owned()),
+        Avro::Record(fs) => Avro::Record(
+            fs.iter()
+                .map(|(k, x)| (k.clone(), replace_string(x, from, to)))
+                .collect(),
+        ),
+        Avro::Array(xs) => Avro::Array(xs.iter().map(|x| replace_string(x, from, to)).collect()),
+        Avro::Union(i, b) => Avro::Union(*i, Box::new(replace_string(b, from, to))),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn wire_format_is_magic_zero_and_big_endian_id() {
+    let framed = wire_encode(0x0102_0304, b"datum");
+    assert_eq!(&framed[..5], &[0, 1, 2, 3, 4]);
+    assert_eq!(&framed[5..], b"datum");
+    assert_eq!(wire_decode(&framed).unwrap(), (0x0102_0304, &b"datum"[..]));
+    assert_eq!(wire_decode(&[0, 0, 0, 0, 7]).unwrap(), (7, &b""[..]));
+
+    let mut bad = framed.clone();
+    bad[0] = 1;
+    assert!(matches!(wire_decode(&bad), Err(AvroError::WireMagic(1))));
+    for short in [&[][..], &[0][..], &[0, 0, 0, 1][..]] {
+        assert!(
+            matches!(wire_decode(short), Err(AvroError::WireTooShort(n)) if n == short.len()),
+            "{short:?}"
+        );
+    }
+}
+
+#[test]
+fn decode_rejects_trailing_and_truncated_bytes() {
+    let schemas = FhirSchemas::builtin();
+    let schema = &schemas.observation;
+    let mut bytes = encode(schema, &observation()).unwrap();
+    bytes.push(0);
+    assert!(matches!(
+        decode(schema, &bytes),
+        Err(AvroError::TrailingBytes(1))
+    ));
+    bytes.truncate(bytes.len() / 2);
+    assert!(matches!(
+        decode(schema, &bytes),
+        Err(AvroError::Decode { .. })
+    ));
+}
+
+/// Named type definitions (full names) in document order, and every name
+/// used as a type, from the schema's JSON text.
+fn named_types(text: &str) -> (Vec<String>, Vec<String>) {
+    fn walk(v: &Value, defs: &mut Vec<String>, refs: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let (Some("record" | "enum" | "fixed"), Some(Value::String(n))) =
+                    (m.get("type").and_then(Value::as_str), m.get("name"))
+                {
+                    let ns = m.get("namespace").and_then(Value::as_str).unwrap_or("fhir");
+                    defs.push(if n.contains('.') {
+                        n.clone()
+                    } else {
+                        format!("{ns}.{n}")
+                    });
+                }
+                for (k, x) in m {
+                    match (k.as_str(), x) {
+                        ("type" | "items", Value::String(t)) if t.contains('.') => {
+                            refs.push(t.clone())
+                        }
+                        ("type", Value::Array(branches)) => {
+                            for b in branches {
+                                match b {
+                                    Value::String(t) if t.contains('.') => refs.push(t.clone()),
+                                    other => walk(other, defs, refs),
+                                }
+                            }
+                        }
+                        _ => walk(x, defs, refs),
+                    }
+                }
+            }
+            Value::Array(xs) => xs.iter().for_each(|x| walk(x, defs, refs)),
+            _ => {}
+        }
+    }
+    let (mut defs, mut refs) = (Vec::new(), Vec::new());
+    walk(&serde_json::from_str(text).unwrap(), &mut defs, &mut refs);
+    (defs, refs)
+}
+
+#[test]
+fn schemas_parse_and_define_each_named_type_once() {
+    let schemas = FhirSchemas::builtin();
+    for (text, schema, root) in [
+        (ENCOUNTER_AVSC, &schemas.encounter, "fhir.Encounter"),
+        (OBSERVATION_AVSC, &schemas.observation, "fhir.Observation"),
+    ] {
+        assert_eq!(schema.name().unwrap().fullname(None), root);
+        Schema::parse_str(text).expect("parses on its own");
+        let (defs, refs) = named_types(text);
+        let unique: BTreeSet<_> = defs.iter().collect();
+        assert_eq!(unique.len(), defs.len(), "{root}: defined twice: {defs:?}");
+        assert!(defs.len() > 5, "{root}: shared datatypes are named records");
+        for r in &refs {
+            assert!(unique.contains(r), "{root}: {r} used but not defined");
+        }
+        assert!(
+            serde_json::from_str::<Value>(text).unwrap()["doc"]
+                .as_str()
+                .is_some_and(|d| d.contains("decimal") && d.contains("dateTime")),
+            "{root}: the doc explains decimals and dates"
+        );
+        assert_evolvable(&serde_json::from_str(text).unwrap(), root);
+    }
+    assert_eq!(
+        schemas.for_resource("Encounter").unwrap().name(),
+        schemas.encounter.name()
+    );
+    assert_eq!(
+        schemas.for_resource("Observation").unwrap().name(),
+        schemas.observation.name()
+    );
+    assert!(schemas.for_resource("Patient").is_none());
+}
+
+/// Optional elements are `["null", T]` with default null, arrays default to
+/// `[]`; anything else is a required FHIR element (min 1).
+fn assert_evolvable(v: &Value, at: &str) {
+    const REQUIRED: &[&str] = &[
+        "resourceType",
+        "status",
+        "class",
+        "code",
+        "location", // Encounter.location.location
+        "text",     // Annotation.text
+    ];
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Array(fields)) = m.get("fields") {
+                for f in fields {
+                    let name = f["name"].as_str().unwrap();
+                    match &f["type"] {
+                        Value::Array(b) => {
+                            assert_eq!(b[0], "null", "{at}.{name}: null first");
+                            assert_eq!(f.get("default"), Some(&Value::Null), "{at}.{name}");
+                        }
+                        Value::Object(t) if t["type"] == "array" => {
+                            assert_eq!(f.get("default"), Some(&json!([])), "{at}.{name}")
+                        }
+                        _ => assert!(REQUIRED.contains(&name), "{at}.{name} is not optional"),
+                    }
+                }
+            }
+            m.values().for_each(|x| assert_evolvable(x, at));
+        }
+        Value::Array(xs) => xs.iter().for_each(|x| assert_evolvable(x, at)),
+        _ => {}
+    }
+}
+
+fn encounter_with_extra_field(extra: Value) -> Schema {
+    let mut v: Value = serde_json::from_str(ENCOUNTER_AVSC).unwrap();
+    v["fields"].as_array_mut().unwrap().push(extra);
+    Schema::parse_str(&v.to_string()).unwrap()
+}
+
+#[test]
+fn an_added_optional_field_reads_data_written_with_the_builtin() {
+    let schemas = FhirSchemas::builtin();
+    let writer = &schemas.encounter;
+    let reader = encounter_with_extra_field(
+        json!({"name": "priority", "type": ["null", "string"], "default": null}),
+    );
+    assert_eq!(
+        SchemaCompatibility::can_read(writer, &reader).unwrap(),
+        Compatibility::Full
+    );
+
+    // And it actually reads: the resource comes back unchanged.
+    let enc = fixture_resources()
+        .into_iter()
+        .map(|(_, r)| r)
+        .find(|r| r["resourceType"] == "Encounter")
+        .unwrap();
+    let bytes = encode(writer, &enc).unwrap();
+    let value = GenericDatumReader::builder(writer)
+        .reader_schema(&reader)
+        .build()
+        .unwrap()
+        .read_value(&mut &bytes[..])
+        .unwrap();
+    assert_eq!(
+        serde_json::to_string(&to_fhir(&reader, &value).unwrap()).unwrap(),
+        serde_json::to_string(&enc).unwrap()
+    );
+
+    // Control: a field without a default is not backward compatible.
+    let required = encounter_with_extra_field(json!({"name": "priority", "type": "string"}));
+    assert!(SchemaCompatibility::can_read(writer, &required).is_err());
+}

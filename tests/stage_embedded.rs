@@ -1,0 +1,191 @@
+//! The streaming stage on the embedded store: `serve` maps what it stores to
+//! Avro FHIR records, once per raw record, and `transform --data-dir`
+//! survives SIGKILL without losing or duplicating an output.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use common::process::{bin, Bridge};
+use common::stage::*;
+use common::{adt, fixtures_dir, oru, Client};
+use hl7bridge::log::embedded::EmbeddedReader;
+use hl7bridge::registry::store::RegistryStore;
+use hl7bridge::transform::{Mapped, Mapper};
+
+const GROUP: &str = "hl7bridge-transform";
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn send_all(addr: std::net::SocketAddr, messages: &[Vec<u8>]) {
+    let mut c = Client::connect(addr).await;
+    for m in messages {
+        assert_eq!(c.roundtrip(m).await.code(), "AA");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_maps_every_stored_fixture_to_avro_fhir_equal_to_the_direct_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::serve(dir.path(), &[]);
+    let replay = std::process::Command::new(bin())
+        .args(["replay", "--to", &bridge.addr.to_string()])
+        .arg(fixtures_dir())
+        .output()
+        .unwrap();
+    assert!(!replay.stdout.is_empty() || !replay.stderr.is_empty());
+    wait_for_stage(dir.path(), GROUP, WAIT);
+
+    let reader = EmbeddedReader::open(dir.path()).unwrap();
+    let inputs = inputs(&reader);
+    let outputs = outputs(&reader);
+    let mut decoder = embedded_decoder(dir.path());
+    let decoded = decoded_by_source(&mut decoder, &outputs).await;
+    let mapper = Mapper::default();
+    let mut resources = 0;
+    for input in &inputs {
+        let got = decoded.get(&source_id(input)).cloned().unwrap_or_default();
+        match mapper.map(&input.value) {
+            Ok(Mapped::Resources(want)) => {
+                // Avro round trip through the pipeline is lossless.
+                assert_eq!(got, want, "outputs of {:?}", source_id(input));
+                resources += want.len();
+            }
+            other => assert!(got.is_empty(), "{:?} gave {other:?}", source_id(input)),
+        }
+    }
+    assert!(resources >= 40, "only {resources} resources: fixtures not replayed?");
+
+    for out in &outputs {
+        let source = inputs
+            .iter()
+            .find(|i| {
+                let (_, t, p, o, _) = output_id(out);
+                (t, p, o) == source_id(i)
+            })
+            .expect("every output names its input");
+        // Co-partitioned and keyed like the raw record.
+        assert_eq!(out.partition, source.partition);
+        assert_eq!(out.key, source.key);
+        for h in ["hl7.control_id", "hl7.sending_facility", "hl7.message_type", "bridge.received_at"] {
+            assert_eq!(out.header(h), source.header(h), "header {h}");
+        }
+        // Confluent wire format: magic byte 0, then a 4-byte schema id.
+        assert_eq!(out.value[0], 0);
+    }
+
+    let outcomes: HashMap<String, u64> = reader.stage_outcomes(GROUP).unwrap().into_iter().collect();
+    assert_eq!(
+        outcomes.values().sum::<u64>(),
+        inputs.len() as u64,
+        "every raw record has exactly one outcome: {outcomes:?}"
+    );
+
+    let registry = RegistryStore::open(&dir.path().join(hl7bridge::registry::store::DB_FILE)).unwrap();
+    assert_eq!(
+        registry.subjects().unwrap(),
+        vec!["fhir.encounter-value", "fhir.observation-value"]
+    );
+    drop(bridge);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sender_resend_with_identical_bytes_is_emitted_once_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::serve(dir.path(), &[]);
+    let first = adt("RESEND-1", "M1");
+    let corrected = String::from_utf8(first.clone()).unwrap().replace("4WEST^401", "4WEST^402");
+    send_all(bridge.addr, &[first.clone(), first, corrected.into_bytes()]).await;
+    wait_for_stage(dir.path(), GROUP, WAIT);
+    let reader = EmbeddedReader::open(dir.path()).unwrap();
+    let encounters = reader.read("fhir.encounter", 0, 100).unwrap();
+    assert_eq!(inputs(&reader).len(), 3, "ingest stores every copy");
+    assert_eq!(encounters.len(), 2, "the identical resend is not emitted; the correction is");
+    let outcomes: HashMap<String, u64> = reader.stage_outcomes(GROUP).unwrap().into_iter().collect();
+    assert_eq!(outcomes.get("duplicate"), Some(&1));
+    assert_eq!(outcomes.get("resources"), Some(&2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unmappable_record_goes_to_fhir_dlq_with_a_reason_and_the_stage_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::serve(dir.path(), &[]);
+    // OBX-3 (the observation code) is required by FHIR and missing here.
+    let bad = b"MSH|^~\\&|LABAPP|TESTFAC|HL7BRIDGE|INT|20261122120000||ORU^R01^ORU_R01|BAD-1|P|2.5.1\rPID|1||SECRETMRN^^^GENHOSP^MR||SECRETNAME^ALPHA\rOBR|1|P1|F1|X^Y^LN\rOBX|1|ST|||SECRETVALUE||||||F\r".to_vec();
+    send_all(bridge.addr, &[bad.clone(), oru("GOOD-1", "M2", 2)]).await;
+    wait_for_stage(dir.path(), GROUP, WAIT);
+    let reader = EmbeddedReader::open(dir.path()).unwrap();
+    let dlq = reader.read("fhir.dlq", 0, 100).unwrap();
+    assert_eq!(dlq.len(), 1);
+    let d = &dlq[0];
+    assert_eq!(&d.value[..], &bad[..], "the raw bytes are kept");
+    assert_eq!(d.header("error.code"), Some("map"));
+    let reason = d.header("error.reason").unwrap();
+    assert!(reason.contains("OBX-3"), "{reason}");
+    for h in &d.headers {
+        for secret in ["SECRETMRN", "SECRETNAME", "SECRETVALUE"] {
+            assert!(!h.1.contains(secret), "header {} leaks content", h.0);
+        }
+    }
+    assert_eq!(d.header("source.topic"), Some("hl7v2.oru"));
+    assert_eq!(reader.read("fhir.observation", 0, 100).unwrap().len(), 2, "the next record is mapped");
+}
+
+/// Ingests `n` ORUs with `serve --no-transform`, then runs `transform
+/// --data-dir`, SIGKILLing it at `kills` points before letting it finish.
+#[tokio::test(flavor = "multi_thread")]
+async fn transform_killed_mid_stream_emits_every_output_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::serve(dir.path(), &["--no-transform"]);
+    let messages: Vec<Vec<u8>> = (0..400)
+        .map(|i| oru(&format!("EO-{i}"), &format!("P{}", i % 37), 1 + i % 6))
+        .collect();
+    send_all(bridge.addr, &messages).await;
+    bridge.terminate(Duration::from_secs(10));
+
+    let reader = EmbeddedReader::open(dir.path()).unwrap();
+    let want: usize = inputs(&reader).iter().map(|r| expected_output_count(&r.value)).sum();
+    let spawn = || {
+        std::process::Command::new(bin())
+            .args(["transform", "--registry-listen", "", "--batch", "16", "--data-dir"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let mut progress = Vec::new();
+    for k in 1..=5u64 {
+        let mut child = spawn();
+        // Kill once about k/6 of the outputs exist, plus a random delay, so
+        // the kills land mid-stream at points that differ from run to run.
+        let target = want * k as usize / 6;
+        let start = std::time::Instant::now();
+        while outputs(&reader).len() < target && start.elapsed() < WAIT {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let jitter = seed.wrapping_mul(k * 7919) % 40;
+        std::thread::sleep(Duration::from_millis(jitter));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        progress.push((target, jitter, outputs(&reader).len()));
+    }
+    eprintln!("kills (target outputs, jitter ms, outputs at kill): {progress:?}");
+    let mut child = spawn();
+    wait_for_stage(dir.path(), GROUP, WAIT);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let outputs = outputs(&reader);
+    let unique: HashSet<OutputId> = outputs.iter().map(output_id).collect();
+    assert_eq!(unique.len(), outputs.len(), "no output is duplicated");
+    assert_eq!(outputs.len(), want, "no output is lost");
+    assert!(
+        progress.iter().filter(|(_, _, n)| *n > 0 && *n < want).count() >= 3,
+        "at least one kill landed mid-stream: {progress:?}"
+    );
+}
