@@ -18,7 +18,9 @@ pub struct TopicsArgs {
 
 #[derive(Debug, Subcommand)]
 enum Action {
-    /// Create the raw topics on Kafka (idempotent: existing topics are kept).
+    /// Create the raw and FHIR topics on Kafka, all with the same partition
+    /// count (co-partitioned, as the stage's exactly-once needs). Idempotent:
+    /// existing topics are kept.
     Create {
         #[command(flatten)]
         store: StoreArgs,
@@ -63,12 +65,10 @@ pub fn run(args: TopicsArgs) -> anyhow::Result<ExitCode> {
                 .build()?;
             let partitions = partitions.unwrap_or(cfg.partitions);
             let rf = replication_factor.unwrap_or(cfg.kafka.replication_factor());
-            let results = rt.block_on(kafka::create_topics(
-                &cfg.kafka,
-                &raw_topics(&cfg),
-                partitions,
-                rf,
-            ))?;
+            let mut names = raw_topics(&cfg);
+            let stage = super::transform::stage_config(&cfg);
+            names.extend(stage.topics().all().iter().map(|t| t.to_string()));
+            let results = rt.block_on(kafka::create_topics(&cfg.kafka, &names, partitions, rf))?;
             for (name, what) in results {
                 println!("{name}: {what}");
             }

@@ -157,11 +157,7 @@ pub fn embedded_stage(stage: Arc<Stage>, cfg: &Config, log: Arc<EmbeddedLog>) ->
 }
 
 pub fn stage_config(cfg: &Config) -> StageConfig {
-    let mut s = StageConfig::new(&cfg.topic_prefix);
-    s.output_prefix = cfg.transform.output_prefix.clone();
-    s.dedup_window = cfg.transform.dedup_window;
-    s.group = cfg.transform.group.clone();
-    s
+    StageConfig::from_config(cfg)
 }
 
 pub fn mapper(cfg: &Config) -> anyhow::Result<Mapper> {

@@ -378,13 +378,19 @@ pub async fn create_topics(
     Ok(out)
 }
 
-fn consumer(cfg: &KafkaConfig) -> Result<BaseConsumer, LogError> {
+/// A consumer that never commits (a throwaway group id, no offset storage)
+/// and reports the end of each partition.
+pub(crate) fn reader(cfg: &KafkaConfig, purpose: &str) -> Result<BaseConsumer, LogError> {
     let mut c = cfg.base();
-    // tail never commits: a throwaway group id and no offset storage.
-    c.set("group.id", format!("hl7bridge-tail-{}", std::process::id()));
+    c.set("group.id", format!("hl7bridge-{purpose}-{}", std::process::id()));
     c.set("enable.auto.commit", "false");
     c.set("enable.auto.offset.store", "false");
+    c.set("enable.partition.eof", "true");
     c.create().map_err(kafka_err)
+}
+
+fn consumer(cfg: &KafkaConfig) -> Result<BaseConsumer, LogError> {
+    reader(cfg, "tail")
 }
 
 /// Topics with partition counts and record counts (high - low watermark).
@@ -434,32 +440,33 @@ pub fn tail(
         .find(|t| t.name() == topic && !t.partitions().is_empty())
         .ok_or_else(|| LogError::Config(format!("topic {topic} does not exist")))?;
     let mut tpl = TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
+    // Partitions not yet read to their end. The end is where the broker
+    // reports end-of-partition while fetching, not the ListOffsets high
+    // watermark: Tansu 0.6 answers that with the last *batch's* base offset + 1.
+    let mut ends = std::collections::BTreeSet::new();
     for p in t.partitions() {
-        let (lo, hi) = c
-            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+        let start = if from_beginning {
+            Offset::Beginning
+        } else {
+            Offset::End
+        };
+        tpl.add_partition_offset(topic, p.id(), start)
             .map_err(kafka_err)?;
-        let start = if from_beginning { lo } else { hi };
-        tpl.add_partition_offset(topic, p.id(), Offset::Offset(start))
-            .map_err(kafka_err)?;
-        if hi > start {
-            ends.insert(p.id(), hi);
-        }
+        ends.insert(p.id());
     }
     c.assign(&tpl).map_err(kafka_err)?;
     loop {
         if !follow && ends.is_empty() {
             return Ok(());
         }
-        let Some(m) = c.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let m = m.map_err(kafka_err)?;
-        if let Some(end) = ends.get(&m.partition()) {
-            if m.offset() + 1 >= *end {
-                ends.remove(&m.partition());
+        let m = match c.poll(Duration::from_millis(500)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                ends.remove(&p);
+                continue;
             }
-        }
+            Some(m) => m.map_err(kafka_err)?,
+        };
         let headers = message_headers(&m);
         let r = StoredRecord {
             id: m.offset(),

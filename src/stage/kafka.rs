@@ -66,14 +66,10 @@ struct Layout {
 
 impl KafkaStage {
     pub fn new(stage: Arc<Stage>, cfg: &Config) -> Self {
-        let mut s = super::StageConfig::new(&cfg.topic_prefix);
-        s.output_prefix = cfg.transform.output_prefix.clone();
-        s.dedup_window = cfg.transform.dedup_window;
-        s.group = cfg.transform.group.clone();
         Self {
             stage,
             kafka: cfg.kafka.clone(),
-            cfg: s,
+            cfg: StageConfig::from_config(cfg),
             at_least_once: cfg.transform.at_least_once,
             partitions: cfg.partitions,
             replication: cfg.kafka.replication_factor(),
@@ -195,13 +191,9 @@ impl KafkaStage {
             .map_err(|e| LogError::Kafka(e.to_string()).into())
     }
 
-    /// A reader for output tails: no group, never commits.
+    /// A reader for output tails: never commits, reports partition ends.
     fn tail_reader(&self) -> Result<BaseConsumer, StageError> {
-        let mut c = self.kafka.base();
-        c.set("group.id", format!("{}-recovery", self.cfg.group));
-        c.set("enable.auto.commit", "false");
-        c.set("enable.auto.offset.store", "false");
-        c.create().map_err(|e| LogError::Kafka(e.to_string()).into())
+        Ok(kafka_log::reader(&self.kafka, "recovery")?)
     }
 
     async fn session(&self, shutdown: &CancellationToken, layout: Layout) -> Result<(), StageError> {
@@ -312,6 +304,7 @@ impl KafkaStage {
                         out.push(kafka_log::enqueue(producer, r).await.map_err(kafka_err)?);
                     }
                 }
+                state.complete(&src);
             }
             None => {
                 debug_assert!(!layout.co_partitioned);
@@ -357,6 +350,7 @@ struct PartitionState {
 impl PartitionState {
     /// Which of `records` (the outputs of `src`, in index order) still need
     /// sending; then marks everything before `src` as covered.
+    /// Call [`PartitionState::complete`] once they are handed to the producer.
     fn advance(&mut self, src: &Source<'_>, records: &[Record]) -> Vec<bool> {
         let keep = records
             .iter()
@@ -368,11 +362,20 @@ impl PartitionState {
                     .is_some_and(|o| o.written(src.topic, src.offset, i))
             })
             .collect();
-        for o in self.outputs.values_mut() {
-            let c = o.covered.entry(src.topic.to_owned()).or_insert(0);
-            *c = (*c).max(src.offset);
-        }
+        self.cover(src.topic, src.offset);
         keep
+    }
+
+    /// `src`'s outputs are sent: anything written after them implies them.
+    fn complete(&mut self, src: &Source<'_>) {
+        self.cover(src.topic, src.offset + 1);
+    }
+
+    fn cover(&mut self, topic: &str, below: i64) {
+        for o in self.outputs.values_mut() {
+            let c = o.covered.entry(topic.to_owned()).or_insert(0);
+            *c = (*c).max(below);
+        }
     }
 
     fn covered_header(&self, output: &str) -> String {
@@ -390,39 +393,47 @@ impl PartitionState {
 }
 
 /// Reads the last record of partition `p` of each output topic.
+///
+/// It reads from the high watermark - 1 up to the end of the partition as
+/// the fetch reports it, keeping the last record seen, rather than trusting
+/// the watermark alone: Tansu 0.6 answers ListOffsets(latest) with the last
+/// *batch's* base offset + 1.
 fn recover(reader: &BaseConsumer, outputs: &[String], p: i32) -> Result<PartitionState, StageError> {
     let mut state = PartitionState::default();
     for o in outputs {
-        let (lo, hi) = reader
+        let (_lo, hi) = reader
             .fetch_watermarks(o, p, METADATA_TIMEOUT)
             .map_err(kafka_err)?;
-        let mut out = OutputState::default();
-        if hi > lo {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(o, p, Offset::Offset(hi - 1))
-                .map_err(kafka_err)?;
-            reader.assign(&tpl).map_err(kafka_err)?;
-            let deadline = std::time::Instant::now() + METADATA_TIMEOUT;
-            loop {
-                if std::time::Instant::now() > deadline {
-                    return Err(StageError::Setup(format!(
-                        "could not read the last record of {o} partition {p} for recovery"
-                    )));
-                }
-                let Some(m) = reader.poll(Duration::from_millis(200)) else {
-                    continue;
-                };
-                let m = m.map_err(kafka_err)?;
-                if m.offset() != hi - 1 {
-                    continue;
-                }
-                out = parse_tail(&kafka_log::message_headers(&m)).ok_or_else(|| {
-                    StageError::Setup(format!(
-                        "the last record of {o} partition {p} has no source.* headers; was it written by another producer?"
-                    ))
-                })?;
-                break;
+        let start = if hi > 0 {
+            Offset::Offset(hi - 1)
+        } else {
+            Offset::Beginning
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(o, p, start).map_err(kafka_err)?;
+        reader.assign(&tpl).map_err(kafka_err)?;
+        let deadline = std::time::Instant::now() + METADATA_TIMEOUT * 3;
+        let mut last = None;
+        loop {
+            if std::time::Instant::now() > deadline {
+                return Err(StageError::Setup(format!(
+                    "could not read {o} partition {p} to its end for recovery"
+                )));
             }
+            match reader.poll(Duration::from_millis(200)) {
+                None => continue,
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => return Err(kafka_err(e)),
+                Some(Ok(m)) => last = Some(kafka_log::message_headers(&m)),
+            }
+        }
+        let mut out = OutputState::default();
+        if let Some(headers) = last {
+            out = parse_tail(&headers).ok_or_else(|| {
+                StageError::Setup(format!(
+                    "the last record of {o} partition {p} has no source.* headers; was it written by another producer?"
+                ))
+            })?;
         }
         tracing::info!(topic = %o, partition = p, covered = ?out.covered, last = ?out.last, "output partition recovered");
         state.outputs.insert(o.clone(), out);
@@ -568,9 +579,36 @@ mod tests {
     fn the_covered_header_advances_with_processing_and_never_goes_back() {
         let mut s = recovered();
         s.advance(&src("hl7v2.adt", 10), &[]);
+        assert_eq!(s.covered_header("fhir.encounter"), "hl7v2.adt:10");
+        s.complete(&src("hl7v2.adt", 10));
         s.advance(&src("hl7v2.oru", 2), &[]);
-        assert_eq!(s.covered_header("fhir.observation"), "hl7v2.adt:10,hl7v2.oru:7");
-        assert_eq!(s.covered_header("fhir.encounter"), "hl7v2.adt:10,hl7v2.oru:2");
+        s.complete(&src("hl7v2.oru", 2));
+        assert_eq!(s.covered_header("fhir.observation"), "hl7v2.adt:11,hl7v2.oru:7");
+        assert_eq!(s.covered_header("fhir.encounter"), "hl7v2.adt:11,hl7v2.oru:3");
+    }
+
+    /// The case that a per-topic "last offset" alone gets wrong: the tail's
+    /// source is adt@6, but oru@0 was sent before it and must not be resent.
+    #[test]
+    fn records_of_other_topics_completed_before_the_tail_are_not_resent() {
+        let mut live = PartitionState::default();
+        live.outputs.insert("fhir.encounter".into(), OutputState::default());
+        let mut tail = Vec::new();
+        for (t, o) in [("hl7v2.oru", 0), ("hl7v2.adt", 6)] {
+            live.advance(&src(t, o), &[out("fhir.encounter")]);
+            tail = vec![
+                (COVERED.to_owned(), live.covered_header("fhir.encounter")),
+                (sh::SOURCE_TOPIC.to_owned(), t.to_owned()),
+                (sh::SOURCE_OFFSET.to_owned(), o.to_string()),
+                (sh::SOURCE_INDEX.to_owned(), "0".to_owned()),
+            ];
+            live.complete(&src(t, o));
+        }
+        let mut s = PartitionState::default();
+        s.outputs.insert("fhir.encounter".into(), parse_tail(&tail).unwrap());
+        assert_eq!(s.advance(&src("hl7v2.oru", 0), &[out("fhir.encounter")]), vec![false]);
+        assert_eq!(s.advance(&src("hl7v2.adt", 6), &[out("fhir.encounter")]), vec![false]);
+        assert_eq!(s.advance(&src("hl7v2.oru", 1), &[out("fhir.encounter")]), vec![true]);
     }
 
     #[test]

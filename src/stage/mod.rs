@@ -72,6 +72,15 @@ impl StageConfig {
         }
     }
 
+    /// The stage settings of a bridge config.
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        let mut s = Self::new(&cfg.topic_prefix);
+        s.output_prefix = cfg.transform.output_prefix.clone();
+        s.dedup_window = cfg.transform.dedup_window;
+        s.group = cfg.transform.group.clone();
+        s
+    }
+
     pub fn topics(&self) -> OutputTopics {
         OutputTopics {
             encounter: format!("{}encounter", self.output_prefix),

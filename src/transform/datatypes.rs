@@ -57,24 +57,120 @@ pub fn unescape(v: &str, d: &Delimiters) -> String {
     out
 }
 
-/// v2 DTM/TS/DT to a FHIR dateTime, keeping the precision that was sent.
+/// Whitespace as the FHIR schema's patterns see it: ECMA-262 `\s`, which is
+/// Unicode White_Space plus U+FEFF.
+fn is_space(c: char) -> bool {
+    c.is_whitespace() || c == '\u{feff}'
+}
+
+/// The v2 explicit null `""` ("delete this value"): no value in FHIR.
+pub fn is_null(raw: &str) -> bool {
+    raw.trim() == "\"\""
+}
+
+/// Raw (escaped) v2 text as a FHIR `string`, or `None` when nothing is left.
+///
+/// FHIR has no empty strings, so text that is empty after unescaping and
+/// trimming (e.g. only formatting escapes like `\H\\N\`, or spaces), or the
+/// v2 null `""`, is no value at all: the caller omits the element.
+/// Characters a FHIR string may not carry are cleaned: whitespace other than
+/// space, tab, CR and LF (NBSP, line separator, form feed, …) becomes a
+/// space, control characters and U+FEFF are dropped.
+pub fn string(raw: &str, d: &Delimiters) -> Option<String> {
+    if is_null(raw) {
+        return None;
+    }
+    let cleaned: String = unescape(raw, d)
+        .chars()
+        .filter_map(|c| match c {
+            ' ' | '\t' | '\r' | '\n' => Some(c),
+            '\u{feff}' => None,
+            c if is_space(c) => Some(' '),
+            c if c.is_control() => None,
+            c => Some(c),
+        })
+        .collect();
+    let t = cleaned.trim();
+    (!t.is_empty()).then(|| t.to_owned())
+}
+
+/// Raw v2 text as a FHIR `code` (`[^\s]+( [^\s]+)*`): a [`string`] with
+/// every run of whitespace made one space. `None` when nothing is left.
+pub fn code(raw: &str, d: &Delimiters) -> Option<String> {
+    Some(
+        string(raw, d)?
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// A URI as sent (a FHIR `uri` has no whitespace), or `None`.
+pub fn uri_as_sent(s: &str) -> Option<&str> {
+    (!s.is_empty() && !s.contains(is_space)).then_some(s)
+}
+
+/// An OID (`urn:oid:` takes `[0-2](\.(0|[1-9][0-9]*))+`).
+fn is_oid(s: &str) -> bool {
+    let mut arcs = s.split('.');
+    matches!(arcs.next(), Some("0" | "1" | "2"))
+        && s.contains('.')
+        && arcs.all(|a| {
+            !a.is_empty()
+                && a.bytes().all(|b| b.is_ascii_digit())
+                && (a == "0" || !a.starts_with('0'))
+        })
+}
+
+/// A v2 offset `+HHMM` / `-HHMM` as FHIR's `+hh:mm`, or `None` when it is not
+/// one: four digits, minutes below 60, and within FHIR's range (-14:00 to
+/// +14:00; the schema allows nothing past 14:00).
+pub fn offset(z: &str) -> Option<String> {
+    let (sign, digits) = (z.get(..1)?, z.get(1..)?);
+    if !matches!(sign, "+" | "-")
+        || digits.len() != 4
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let (h, m): (u32, u32) = (digits[..2].parse().ok()?, digits[2..].parse().ok()?);
+    if m > 59 || h > 14 || (h == 14 && m != 0) {
+        return None;
+    }
+    Some(format!("{sign}{h:02}:{m:02}"))
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+/// v2 DTM/DT (or TS-1: callers split off TS-2) to a FHIR dateTime, keeping
+/// the precision that was sent.
 ///
 /// - `YYYY`, `YYYYMM`, `YYYYMMDD` stay a year, month or date.
 /// - With a time, FHIR R4 requires seconds and an offset: missing minutes or
-///   seconds become `:00` (R4 allows nothing coarser), fractional seconds are
-///   kept as sent, and a missing offset becomes `default_tz` (e.g. `+00:00`).
-/// - Anything else is not a timestamp: `None`.
+///   seconds become `:00` (R4 allows nothing coarser), fractional seconds
+///   (1-4 digits, only after seconds, as v2 allows) are kept as sent, and a
+///   missing offset becomes `default_tz` (e.g. `+00:00`).
+/// - Every part is range-checked: year 0001-9999, month 1-12, a day that
+///   exists in that month, hour < 24, minute < 60, second < 60, and an offset
+///   whose hours are at most 14 and minutes below 60 (see [`offset`]).
+///
+/// Anything else is not a timestamp: `None`, never an invalid dateTime. The
+/// callers' choice for an invalid value: an optional element (OBX-14, OBR-7,
+/// PV1-44, PV1-45) is omitted, with a content-free warning; an OBX-5 value
+/// is kept as `valueString`, like any value that does not fit its type.
 pub fn datetime(v: &str, default_tz: &str) -> Option<String> {
     let v = v.trim();
-    let v = v.split('^').next().unwrap_or(v); // TS: DTM^precision
     let (body, tz) = match v.find(['+', '-']) {
-        Some(i) if i >= 4 => (&v[..i], Some(&v[i..])),
-        Some(_) => return None,
+        Some(i) => (&v[..i], Some(offset(&v[i..])?)),
         None => (v, None),
     };
-    if tz.is_some_and(|z| z.len() != 5 || !z[1..].bytes().all(|b| b.is_ascii_digit())) {
-        return None;
-    }
     let (digits, frac) = match body.split_once('.') {
         Some((d, f)) => (d, Some(f)),
         None => (body, None),
@@ -90,8 +186,11 @@ pub fn datetime(v: &str, default_tz: &str) -> Option<String> {
         return None;
     }
     let n = |r: std::ops::Range<usize>| digits.get(r).and_then(|s| s.parse::<u32>().ok());
+    let year = n(0..4)?;
     let (month, day) = (n(4..6), n(6..8));
-    if month.is_some_and(|m| !(1..=12).contains(&m)) || day.is_some_and(|d| !(1..=31).contains(&d))
+    if year == 0
+        || month.is_some_and(|m| !(1..=12).contains(&m))
+        || day.is_some_and(|d| d == 0 || d > days_in_month(year, month.unwrap_or(1)))
     {
         return None;
     }
@@ -108,7 +207,7 @@ pub fn datetime(v: &str, default_tz: &str) -> Option<String> {
         return Some(out); // a date stays a date; an offset on a date is dropped by FHIR's rules
     }
     let (h, m, s) = (n(8..10)?, n(10..12).unwrap_or(0), n(12..14).unwrap_or(0));
-    if h > 23 || m > 59 || s > 60 {
+    if h > 23 || m > 59 || s > 59 {
         return None;
     }
     out.push_str(&format!("T{h:02}:{m:02}:{s:02}"));
@@ -116,25 +215,35 @@ pub fn datetime(v: &str, default_tz: &str) -> Option<String> {
         out.push('.');
         out.push_str(f);
     }
-    match tz {
-        Some(z) => {
-            out.push_str(&z[..3]);
-            out.push(':');
-            out.push_str(&z[3..]);
-        }
-        None => out.push_str(default_tz),
-    }
+    out.push_str(tz.as_deref().unwrap_or(default_tz));
     Some(out)
 }
 
-/// v2 TM to FHIR time (`hh:mm:ss`, no offset in FHIR).
+/// v2 TM (`HH[MM[SS[.S[S[S[S]]]]]][+/-ZZZZ]`) to a FHIR time (`hh:mm:ss[.s]`).
+///
+/// FHIR time requires seconds, so missing minutes or seconds become `:00`; a
+/// fraction belongs to seconds only (as in v2) and is kept as sent, never
+/// attached to a coarser time. FHIR time has no offset: a valid one is
+/// dropped. Out-of-range parts, a fraction without seconds, or a malformed
+/// offset: `None`.
 pub fn time(v: &str) -> Option<String> {
     let v = v.trim();
-    let body = v.split(['+', '-']).next().unwrap_or(v);
+    let body = match v.find(['+', '-']) {
+        Some(i) => {
+            offset(&v[i..])?;
+            &v[..i]
+        }
+        None => v,
+    };
     let (digits, frac) = body
         .split_once('.')
         .map_or((body, None), |(d, f)| (d, Some(f)));
     if !digits.bytes().all(|b| b.is_ascii_digit()) || !matches!(digits.len(), 2 | 4 | 6) {
+        return None;
+    }
+    if frac.is_some_and(|f| {
+        digits.len() != 6 || f.is_empty() || f.len() > 4 || !f.bytes().all(|b| b.is_ascii_digit())
+    }) {
         return None;
     }
     let n = |r: std::ops::Range<usize>| {
@@ -148,7 +257,7 @@ pub fn time(v: &str) -> Option<String> {
         return None;
     }
     let mut out = format!("{h:02}:{m:02}:{s:02}");
-    if let Some(f) = frac.filter(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit())) {
+    if let Some(f) = frac {
         out.push('.');
         out.push_str(f);
     }
@@ -189,9 +298,10 @@ fn normalise_decimal(t: &str) -> String {
     }
 }
 
-/// One coding (code, display, v2 coding-system name) as FHIR.
+/// One coding (code, display, v2 coding-system name) as FHIR; `None` when
+/// neither a code nor a display is left after cleaning.
 fn coding(
-    code: &str,
+    code_raw: &str,
     display: &str,
     system: &str,
     version: &str,
@@ -199,33 +309,34 @@ fn coding(
     t: &Tables,
     default_table: Option<&str>,
 ) -> Option<Value> {
-    if code.is_empty() && display.is_empty() {
+    let (code, display) = (code(code_raw, d), string(display, d));
+    if code.is_none() && display.is_none() {
         return None;
     }
     let mut c = Map::new();
-    let system = if system.is_empty() {
-        default_table.map(|t| format!("HL7{t}")).unwrap_or_default()
-    } else {
-        system.to_owned()
+    let system = match string(system, d) {
+        Some(s) => Some(s),
+        None => default_table.map(|t| format!("HL7{t}")),
     };
-    if let Some(uri) = t.system_uri(&system) {
+    if let Some(uri) = system.and_then(|s| t.system_uri(&s)) {
         c.insert("system".into(), json!(uri));
     }
-    if !version.is_empty() {
-        c.insert("version".into(), json!(unescape(version, d)));
+    if let Some(v) = string(version, d) {
+        c.insert("version".into(), json!(v));
     }
-    if !code.is_empty() {
-        c.insert("code".into(), json!(unescape(code, d).trim()));
+    if let Some(code) = code {
+        c.insert("code".into(), json!(code));
     }
-    if !display.is_empty() {
-        c.insert("display".into(), json!(unescape(display, d)));
+    if let Some(display) = display {
+        c.insert("display".into(), json!(display));
     }
     Some(Value::Object(c))
 }
 
 /// CWE/CE/CNE to CodeableConcept (IG CWE[CodeableConcept]). `default_table`
 /// (e.g. "0078") names the v2 table when CWE-3 is empty, so an unknown code
-/// still carries its table's system rather than being dropped.
+/// still carries its table's system rather than being dropped. Codings with
+/// nothing left are dropped; with no coding and no text, `None`.
 pub fn codeable_concept(
     v: &str,
     d: &Delimiters,
@@ -253,16 +364,16 @@ pub fn codeable_concept(
             )
         })
         .collect();
-    let text = part(&p, 8);
-    if codings.is_empty() && text.is_empty() {
+    let text = string(part(&p, 8), d);
+    if codings.is_empty() && text.is_none() {
         return None;
     }
     let mut cc = Map::new();
     if !codings.is_empty() {
         cc.insert("coding".into(), Value::Array(codings));
     }
-    if !text.is_empty() {
-        cc.insert("text".into(), json!(unescape(text, d)));
+    if let Some(text) = text {
+        cc.insert("text".into(), json!(text));
     }
     Some(Value::Object(cc))
 }
@@ -270,46 +381,40 @@ pub fn codeable_concept(
 /// CWE units to the unit/system/code part of a Quantity (IG CWE[Quantity]).
 pub fn quantity_units(units: &str, d: &Delimiters, t: &Tables, q: &mut Map<String, Value>) {
     let p = parts(units, d.component);
-    let (code, text, system) = (part(&p, 0), part(&p, 1), part(&p, 2));
-    let unit = if text.is_empty() { code } else { text };
-    if !unit.is_empty() {
-        q.insert("unit".into(), json!(unescape(unit, d)));
+    let (code, text) = (code(part(&p, 0), d), string(part(&p, 1), d));
+    if let Some(unit) = text.or_else(|| code.clone()) {
+        q.insert("unit".into(), json!(unit));
     }
-    if !code.is_empty() && !system.is_empty() {
-        if let Some(uri) = t.system_uri(system) {
-            q.insert("system".into(), json!(uri));
-            q.insert("code".into(), json!(unescape(code, d)));
-        }
+    let system = string(part(&p, 2), d).and_then(|s| t.system_uri(&s));
+    if let (Some(code), Some(uri)) = (code, system) {
+        q.insert("system".into(), json!(uri));
+        q.insert("code".into(), json!(code));
     }
 }
 
 /// CX to Identifier (IG CX[Identifier]): value, system from the assigning
-/// authority, type from CX-5 (table 0203).
+/// authority, type from CX-5 (table 0203). `None` without a value.
 pub fn identifier(v: &str, d: &Delimiters, t: &Tables) -> Option<Value> {
     let p = parts(v, d.component);
-    let value = part(&p, 0);
-    if value.is_empty() {
-        return None;
-    }
+    let value = string(part(&p, 0), d)?;
     let mut id = Map::new();
     let auth = parts(part(&p, 3), d.subcomponent);
-    let system = match (part(&auth, 0), part(&auth, 1), part(&auth, 2)) {
-        (_, uid, ty) if !uid.is_empty() && ty.eq_ignore_ascii_case("ISO") => {
-            Some(format!("urn:oid:{uid}"))
-        }
-        (_, uid, _) if uid.contains("://") => Some(uid.to_owned()),
-        (ns, _, _) if !ns.is_empty() => Some(t.authority_uri(&unescape(ns, d))),
-        (_, uid, _) if !uid.is_empty() => Some(t.authority_uri(&unescape(uid, d))),
-        _ => None,
+    let (ns, uid) = (string(part(&auth, 0), d), string(part(&auth, 1), d));
+    let iso = part(&auth, 2).trim().eq_ignore_ascii_case("ISO");
+    let system = match (ns, uid) {
+        (_, Some(uid)) if iso && is_oid(&uid) => Some(format!("urn:oid:{uid}")),
+        (_, Some(uid)) if uid.contains("://") && uri_as_sent(&uid).is_some() => Some(uid),
+        (Some(ns), _) => Some(t.authority_uri(&ns)),
+        (None, Some(uid)) => Some(t.authority_uri(&uid)),
+        (None, None) => None,
     };
-    let ty = part(&p, 4);
-    if !ty.is_empty() {
+    if let Some(ty) = code(part(&p, 4), d) {
         id.insert("type".into(), json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": ty}]}));
     }
     if let Some(s) = system {
         id.insert("system".into(), json!(s));
     }
-    id.insert("value".into(), json!(unescape(value, d)));
+    id.insert("value".into(), json!(value));
     Some(Value::Object(id))
 }
 
@@ -318,29 +423,27 @@ pub fn identifier(v: &str, d: &Delimiters, t: &Tables) -> Option<Value> {
 /// Observation, so the practitioner travels as a logical reference).
 pub fn practitioner_ref(v: &str, d: &Delimiters, t: &Tables) -> Option<Value> {
     let p = parts(v, d.component);
-    let (id, family, given) = (part(&p, 0), part(&p, 1), part(&p, 2));
-    if id.is_empty() && family.is_empty() && given.is_empty() {
+    let id = string(part(&p, 0), d);
+    // XCN-2 is FN: its first subcomponent is the surname.
+    let family = parts(part(&p, 1), d.subcomponent)[0];
+    let name: Vec<String> = [part(&p, 5), part(&p, 2), part(&p, 3), family]
+        .iter()
+        .filter_map(|s| string(s, d))
+        .collect();
+    if id.is_none() && name.is_empty() {
         return None;
     }
     let mut r = Map::new();
     r.insert("type".into(), json!("Practitioner"));
-    if !id.is_empty() {
+    if let Some(id) = id {
         let mut ident = Map::new();
         let auth = parts(part(&p, 8), d.subcomponent);
-        if !part(&auth, 0).is_empty() {
-            ident.insert(
-                "system".into(),
-                json!(t.authority_uri(&unescape(part(&auth, 0), d))),
-            );
+        if let Some(ns) = string(part(&auth, 0), d) {
+            ident.insert("system".into(), json!(t.authority_uri(&ns)));
         }
-        ident.insert("value".into(), json!(unescape(id, d)));
+        ident.insert("value".into(), json!(id));
         r.insert("identifier".into(), Value::Object(ident));
     }
-    let name: Vec<String> = [part(&p, 5), given, part(&p, 3), family]
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| unescape(s, d))
-        .collect();
     if !name.is_empty() {
         r.insert("display".into(), json!(name.join(" ")));
     }
@@ -352,9 +455,7 @@ pub fn location_ref(v: &str, d: &Delimiters) -> Option<Value> {
     let p = parts(v, d.component);
     let names: Vec<String> = [0, 1, 2, 3]
         .iter()
-        .map(|&i| part(&p, i))
-        .filter(|s| !s.is_empty())
-        .map(|s| unescape(parts(s, d.subcomponent)[0], d))
+        .filter_map(|&i| string(parts(part(&p, i), d.subcomponent)[0], d))
         .collect();
     if names.is_empty() {
         return None;
@@ -409,6 +510,150 @@ mod tests {
         assert_eq!(decimal("-3"), Some(json!(-3)));
         assert_eq!(decimal("POS"), None);
         assert_eq!(decimal("1-2"), None);
+    }
+
+    #[test]
+    fn a_utc_offset_is_range_checked() {
+        let tz = "+00:00";
+        assert_eq!(datetime("20261101123015+9999", tz), None, "+99:99");
+        assert_eq!(datetime("20261101123015+1500", tz), None, "hours > 14");
+        assert_eq!(datetime("20261101123015+1430", tz), None, "past +14:00");
+        assert_eq!(datetime("20261101123015-0560", tz), None, "minutes >= 60");
+        assert_eq!(datetime("20261101123015+05", tz), None, "not HHMM");
+        assert_eq!(datetime("20261101+9999", tz), None, "on a date too");
+        assert_eq!(
+            datetime("20261101123015+1400", tz).as_deref(),
+            Some("2026-11-01T12:30:15+14:00")
+        );
+        assert_eq!(
+            datetime("20261101123015-0930", tz).as_deref(),
+            Some("2026-11-01T12:30:15-09:30")
+        );
+    }
+
+    #[test]
+    fn date_and_time_components_are_range_checked() {
+        let tz = "+00:00";
+        for bad in [
+            "0000",           // FHIR years start at 0001
+            "202600",         // month 0
+            "202613",         // month 13
+            "20261100",       // day 0
+            "20261132",       // day 32
+            "20260431",       // 31 April
+            "20250229",       // 29 February in a common year
+            "19000229",       // 1900 is not a leap year
+            "2026110124",     // hour 24
+            "202611011260",   // minute 60
+            "20261101123060", // second 60
+            "202611011230.5", // a fraction without seconds
+            "20261101123015.12345",
+        ] {
+            assert_eq!(datetime(bad, tz), None, "{bad}");
+        }
+        assert_eq!(datetime("20240229", tz).as_deref(), Some("2024-02-29"));
+        assert_eq!(datetime("20000229", tz).as_deref(), Some("2000-02-29"));
+        assert_eq!(
+            datetime("20261231235959.9999", tz).as_deref(),
+            Some("2026-12-31T23:59:59.9999+00:00")
+        );
+    }
+
+    #[test]
+    fn a_tm_fraction_belongs_to_seconds_only() {
+        assert_eq!(time("12.5"), None, "HH.S would invent minutes and seconds");
+        assert_eq!(time("1230.5"), None, "HHMM.S would invent seconds");
+        assert_eq!(time("123045.5").as_deref(), Some("12:30:45.5"));
+        assert_eq!(time("123045.1234").as_deref(), Some("12:30:45.1234"));
+        assert_eq!(time("123045.12345"), None, "v2 allows four digits");
+        assert_eq!(time("123045."), None);
+        assert_eq!(time("12").as_deref(), Some("12:00:00"));
+        assert_eq!(time("1230").as_deref(), Some("12:30:00"));
+        assert_eq!(
+            time("1230+0100").as_deref(),
+            Some("12:30:00"),
+            "FHIR time has no offset"
+        );
+        assert_eq!(time("1230+9999"), None, "a malformed offset is not a TM");
+        for bad in ["24", "1260", "123060", "1", "123", "ab", ""] {
+            assert_eq!(time(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn text_with_nothing_left_after_unescaping_and_trimming_is_no_string() {
+        let d = Delimiters::default();
+        assert_eq!(string(r"\H\\N\", &d), None, "only formatting escapes");
+        assert_eq!(string("   ", &d), None);
+        assert_eq!(string(r"\.br\ \.br\", &d), None, "only line breaks");
+        assert_eq!(string(r#""""#, &d), None, "the v2 null");
+        assert_eq!(string(r" a\.br\b ", &d).as_deref(), Some("a\nb"));
+        assert_eq!(
+            string("a\u{a0}b\u{2028}c\u{0}d\u{feff}e\\X07\\", &d).as_deref(),
+            Some("a b cde"),
+            "other whitespace is a space, control characters go"
+        );
+    }
+
+    #[test]
+    fn a_code_has_no_leading_trailing_or_repeated_whitespace() {
+        let d = Delimiters::default();
+        assert_eq!(code(" ", &d), None, "a single space is no code");
+        assert_eq!(code(r"\H\", &d), None);
+        assert_eq!(code("  A \t  B ", &d).as_deref(), Some("A B"));
+    }
+
+    #[test]
+    fn a_coding_with_nothing_left_is_dropped_and_an_empty_concept_is_none() {
+        let (d, t) = (Delimiters::default(), Tables::builtin());
+        assert_eq!(codeable_concept(" ", &d, &t, None), None);
+        assert_eq!(codeable_concept(r"\H\^\N\^LN", &d, &t, None), None);
+        assert_eq!(
+            codeable_concept(" ^Detected^SCT", &d, &t, None),
+            Some(json!({"coding": [{"system": "http://snomed.info/sct", "display": "Detected"}]})),
+            "the code is omitted, the display kept"
+        );
+        assert_eq!(
+            codeable_concept(r"A^ ^^ ^\H\^L^^^ ", &d, &t, None),
+            Some(json!({"coding": [{"code": "A"}]})),
+            "an empty second coding and blank text are dropped"
+        );
+        let mut q = Map::new();
+        quantity_units(" ^ ^UCUM", &d, &t, &mut q);
+        assert!(q.is_empty(), "{q:?}");
+    }
+
+    #[test]
+    fn identifiers_need_a_value_and_systems_are_uris() {
+        let (d, t) = (Delimiters::default(), Tables::builtin());
+        assert_eq!(identifier(r"\H\^^^GENHOSP^MR", &d, &t), None);
+        assert_eq!(identifier(" ^^^GENHOSP^MR", &d, &t), None);
+        assert_eq!(
+            identifier("1^^^ ^ ", &d, &t),
+            Some(json!({"value": "1"})),
+            "blank authority and type are omitted"
+        );
+        assert_eq!(
+            identifier("1^^^&1.2.840.1&ISO", &d, &t).unwrap()["system"],
+            "urn:oid:1.2.840.1"
+        );
+        assert_eq!(
+            identifier("1^^^&not an oid&ISO", &d, &t).unwrap()["system"],
+            "urn:hl7v2:authority:not%20an%20oid",
+            "ISO that is not an OID is a name"
+        );
+        assert_eq!(
+            identifier("1^^^&http://x.org/a b", &d, &t).unwrap()["system"],
+            "urn:hl7v2:authority:http%3A%2F%2Fx.org%2Fa%20b",
+            "a URI with whitespace is a name"
+        );
+        assert_eq!(practitioner_ref(r"\H\^ ^\N\", &d, &t), None);
+        assert_eq!(
+            practitioner_ref("^DOE&VAN^JO", &d, &t),
+            Some(json!({"type": "Practitioner", "display": "JO DOE"})),
+            "FN-1 is the surname"
+        );
+        assert_eq!(location_ref(r"\N\^ ^&", &d), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use serde_json::{json, Map, Value};
 
 use super::datatypes::{
-    codeable_concept, datetime, identifier, location_ref, parts, practitioner_ref,
+    code, codeable_concept, datetime, identifier, is_null, location_ref, parts, practitioner_ref,
 };
 use super::{Context, MapError};
 
@@ -25,7 +25,13 @@ pub(super) fn map(
 ) -> Result<Value, MapError> {
     let d = &ctx.header.delimiters;
     let t = ctx.tables;
-    let field = |n: usize| pv1.field(n).map(|f| f.raw_value()).unwrap_or("");
+    // What the mapping reads of a field that does not repeat: its first repetition.
+    let field = |n: usize| {
+        pv1.field(n)
+            .and_then(|f| f.repeat(1))
+            .map(|r| r.raw_value())
+            .unwrap_or("")
+    };
     let reps = |n: usize| -> Vec<&str> {
         pv1.field(n)
             .map(|f| {
@@ -37,8 +43,8 @@ pub(super) fn map(
             .unwrap_or_default()
     };
     let trigger = ctx.header.trigger_event.to_ascii_uppercase();
-    let class_code = parts(field(2), d.component)[0].trim().to_owned();
-    let discharged = !field(45).is_empty();
+    let class_code = code(parts(field(2), d.component)[0], d).unwrap_or_default();
+    let discharged = !field(45).trim().is_empty() && !is_null(field(45));
 
     // Status, in the order of precedence documented in the README.
     let status = if CANCELLATIONS.contains(&trigger.as_str()) {
@@ -96,13 +102,24 @@ pub(super) fn map(
     if !participants.is_empty() {
         e.insert("participant".into(), Value::Array(participants));
     }
-    let tz = &t.default_timezone;
-    let start = datetime(parts(field(44), d.component)[0], tz);
+    // An invalid timestamp is omitted (see `datetime`), with a content-free warning.
+    let timestamp = |n: usize, element: &str| {
+        let ts = parts(field(n), d.component)[0];
+        let dt = datetime(ts, &t.default_timezone);
+        if dt.is_none() && !ts.trim().is_empty() && !is_null(ts) {
+            tracing::warn!(
+                field = format!("PV1-{n}"),
+                "not a valid timestamp: Encounter.period.{element} omitted"
+            );
+        }
+        dt
+    };
+    let start = timestamp(44, "start");
     // A13 cancels the discharge: the encounter has no end.
     let end = if trigger == "A13" {
         None
     } else {
-        datetime(parts(field(45), d.component)[0], tz)
+        timestamp(45, "end")
     };
     if start.is_some() || end.is_some() {
         let mut p = Map::new();

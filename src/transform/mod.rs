@@ -80,10 +80,12 @@ impl Mapper {
                 .map(|id| json!({"type": "Patient", "identifier": id}))
         });
         let pv1 = msg.segment("PV1");
+        // An empty, blank or null (`""`) visit number is none: keying on it would
+        // give every such encounter of the facility the same id.
         let visit = pv1
             .and_then(|s| s.field(19))
             .map(|f| f.raw_value())
-            .filter(|v| !v.is_empty());
+            .filter(|v| !v.trim().is_empty() && !datatypes::is_null(v));
         let encounter_id = pv1.map(|_| {
             let visit_key = visit.unwrap_or(&header.control_id);
             resource_id(&["Encounter", &header.sending_facility, visit_key])
@@ -132,4 +134,172 @@ fn meta_source(h: &MessageHeader) -> String {
         uri_safe(&h.sending_facility),
         uri_safe(&h.control_id)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Maps an ORU^R01 made of the given segments after MSH and PID.
+    fn oru(segments: &[&str]) -> Vec<Value> {
+        let mut m = "MSH|^~\\&|LAB|FAC|B|G|20261115103000||ORU^R01|CTRL1|P|2.5.1\r\
+                     PID|||MRN1^^^H^MR\r"
+            .to_owned();
+        for s in segments {
+            m.push_str(s);
+            m.push('\r');
+        }
+        match Mapper::default().map(m.as_bytes()) {
+            Ok(Mapped::Resources(r)) => r,
+            other => panic!("expected resources, got {other:?}"),
+        }
+    }
+
+    fn pv1(fields: &[(usize, &str)]) -> String {
+        let mut f = vec![""; 46];
+        f[0] = "PV1";
+        for &(n, v) in fields {
+            f[n] = v;
+        }
+        f.join("|")
+    }
+
+    #[test]
+    fn obx5_and_obx7_of_only_formatting_escapes_give_no_value_and_no_reference_range() {
+        let r = oru(&[r"OBX|1|FT|X^Text^L||\H\\N\||\H\\N\|||||F"]);
+        assert_eq!(r.len(), 1);
+        let o = r[0].as_object().unwrap();
+        assert!(!o.contains_key("valueString"), "{o:?}");
+        assert!(!o.contains_key("referenceRange"), "{o:?}");
+        // FHIR allows an Observation without value[x].
+        assert_eq!(o["code"]["coding"][0]["code"], "X");
+    }
+
+    #[test]
+    fn a_cwe_code_that_is_a_single_space_is_omitted_and_nothing_left_means_no_value() {
+        let r = oru(&[
+            "OBX|1|CWE|X^Coded^L|| ^Detected^SCT||||||F",
+            "OBX|2|CWE|Y^Coded^L|| ^ ||||||F",
+        ]);
+        assert_eq!(
+            r[0]["valueCodeableConcept"],
+            json!({"coding": [{"system": "http://snomed.info/sct", "display": "Detected"}]})
+        );
+        assert!(r[1].get("valueCodeableConcept").is_none(), "{:#}", r[1]);
+        assert!(r[1].get("valueString").is_none(), "{:#}", r[1]);
+    }
+
+    #[test]
+    fn repetitions_with_nothing_left_are_not_values_or_components() {
+        let r = oru(&[r"OBX|1|ST|X^Text^L||\H\\N\~one~ ||||||F"]);
+        assert_eq!(r[0]["valueString"], "one");
+        assert!(r[0].get("component").is_none());
+    }
+
+    #[test]
+    fn notes_and_units_with_nothing_left_are_omitted() {
+        let r = oru(&[
+            r"OBX|1|NM|X^Num^L||5| ^\H\^UCUM|||||F",
+            r"NTE|1|L|\H\\N\",
+            r"NTE|2|L|first~\N\~second",
+        ]);
+        assert_eq!(r[0]["valueQuantity"], json!({"value": 5}));
+        assert_eq!(r[0]["note"], json!([{"text": "first\nsecond"}]));
+    }
+
+    #[test]
+    fn an_invalid_optional_timestamp_is_omitted_never_emitted() {
+        let r = oru(&[
+            &pv1(&[
+                (2, "I"),
+                (19, "V1"),
+                (44, "20261114200000+9999"),
+                (45, "20260230"),
+            ]),
+            "OBR|1||F1|X^Panel^L||20261115070000|20261115081500",
+            "OBX|1|NM|X^Num^L||5||||||F|||20261115081500+9999",
+            "OBX|2|NM|X^Num^L||5||||||F|||20261399",
+        ]);
+        let e = &r[0];
+        assert!(e.get("period").is_none(), "{e:#}");
+        assert_eq!(
+            e["status"], "finished",
+            "PV1-45 was sent: the encounter ended, when is unknown"
+        );
+        // An unusable OBX-14 is treated like an empty one: OBR-7 is used.
+        for o in &r[1..] {
+            assert_eq!(o["effectiveDateTime"], "2026-11-15T08:15:00+00:00");
+        }
+    }
+
+    #[test]
+    fn an_invalid_timestamp_value_is_kept_as_text() {
+        let r = oru(&[
+            "OBX|1|DTM|X^When^L||20261101123015+9999||||||F",
+            "OBX|2|TM|X^At^L||12.5||||||F",
+        ]);
+        assert_eq!(r[0]["valueString"], "20261101123015+9999");
+        assert_eq!(r[1]["valueString"], "12.5");
+    }
+
+    #[test]
+    fn the_v2_null_is_no_value() {
+        let null = r#""""#;
+        let r = oru(&[
+            &pv1(&[(2, "I"), (19, null), (45, null)]),
+            &format!("OBR|1||{null}"),
+            &format!("OBX|1|ST|X^Text^L||{null}||{null}||||{null}"),
+        ]);
+        let (e, o) = (&r[0], &r[1]);
+        assert_eq!(e["status"], "in-progress", "PV1-45 \"\" is not a discharge");
+        assert!(e.get("identifier").is_none() && e.get("period").is_none());
+        assert!(o.get("valueString").is_none() && o.get("referenceRange").is_none());
+        assert_eq!(o["status"], "unknown", "OBX-11 \"\" is read as empty");
+        assert!(
+            o.get("encounter").is_none(),
+            "no visit number, no encounter reference"
+        );
+        // The encounter id is keyed on the message, not on the literal "".
+        let mut other_msg = "MSH|^~\\&|LAB|FAC|B|G|20261115103000||ORU^R01|CTRL2|P|2.5.1\r\
+                             PID|||MRN2^^^H^MR\r"
+            .to_owned();
+        other_msg.push_str(&pv1(&[(2, "I"), (19, null)]));
+        let Ok(Mapped::Resources(r2)) = Mapper::default().map(other_msg.as_bytes()) else {
+            panic!("expected resources")
+        };
+        assert_ne!(
+            r2[0]["id"], e["id"],
+            "two visits with PV1-19 \"\" are not one"
+        );
+    }
+
+    #[test]
+    fn obx_with_the_same_set_id_and_code_get_distinct_ids() {
+        let r = oru(&[
+            "OBR|1||F1|X^Panel^L",
+            "OBX||TX|NOTE^Note^L||line one||||||F",
+            "OBX||TX|NOTE^Note^L||line two||||||F",
+            "OBX||TX|NOTE^Note^L||line three||||||F",
+        ]);
+        let ids: std::collections::BTreeSet<_> =
+            r.iter().map(|o| o["id"].as_str().unwrap()).collect();
+        assert_eq!(ids.len(), 3, "{ids:?}");
+        assert_eq!(
+            r,
+            oru(&[
+                "OBR|1||F1|X^Panel^L",
+                "OBX||TX|NOTE^Note^L||line one||||||F",
+                "OBX||TX|NOTE^Note^L||line two||||||F",
+                "OBX||TX|NOTE^Note^L||line three||||||F",
+            ]),
+            "and stay deterministic"
+        );
+    }
+
+    #[test]
+    fn an_obx3_with_nothing_left_is_rejected_without_quoting_it() {
+        let m = b"MSH|^~\\&|A|F|B|G|2026||ORU^R01|N2|P|2.5\rPID|||1^^^H^MR\rOBX|1|ST|\\H\\ ^ \\N\\||SECRET||||||F\r";
+        let e = Mapper::default().map(m).unwrap_err();
+        assert_eq!(e.reason, "OBX-3 observation identifier is empty in OBX 1");
+    }
 }

@@ -5,8 +5,8 @@
 use serde_json::{json, Map, Value};
 
 use super::datatypes::{
-    codeable_concept, datetime, decimal, part, parts, practitioner_ref, quantity_units, time,
-    unescape,
+    codeable_concept, datetime, decimal, is_null, part, parts, practitioner_ref, quantity_units,
+    string, time,
 };
 use super::{resource_id, Context, MapError};
 use crate::hl7::message::Delimiters;
@@ -17,6 +17,7 @@ pub(super) fn map_all(
     ctx: &Context<'_>,
 ) -> Result<Vec<Value>, MapError> {
     let mut out = Vec::new();
+    let mut ids = std::collections::HashSet::new();
     let mut obr: Option<&hl7_parser::message::Segment<'_>> = None;
     let segs: Vec<_> = msg.segments().collect();
     let mut n_obx = 0;
@@ -26,12 +27,24 @@ pub(super) fn map_all(
             "OBX" => {
                 n_obx += 1;
                 // NTEs directly after this OBX are its notes.
-                let notes: Vec<&str> = segs[i + 1..]
+                let notes: Vec<&hl7_parser::message::Field<'_>> = segs[i + 1..]
                     .iter()
                     .take_while(|s| s.name == "NTE")
-                    .filter_map(|s| s.field(3).map(|f| f.raw_value()))
+                    .filter_map(|s| s.field(3))
                     .collect();
-                out.push(map_one(seg, obr, &notes, n_obx, ctx)?);
+                let mut o = map_one(seg, obr, &notes, n_obx, ctx)?;
+                // OBX with the same set ID, code and sub-ID in one order (senders
+                // that leave OBX-1 empty on every line of a text result) would
+                // share an id, and downstream upserts keep only the last: the
+                // repeat's position makes its id distinct, and stays deterministic.
+                if let Some(id) = o.get("id").and_then(Value::as_str).map(str::to_owned) {
+                    if !ids.insert(id.clone()) {
+                        let distinct = resource_id(&[&id, &n_obx.to_string()]);
+                        ids.insert(distinct.clone());
+                        o["id"] = json!(distinct);
+                    }
+                }
+                out.push(o);
             }
             _ => {}
         }
@@ -42,18 +55,29 @@ pub(super) fn map_all(
 fn map_one(
     obx: &hl7_parser::message::Segment<'_>,
     obr: Option<&hl7_parser::message::Segment<'_>>,
-    notes: &[&str],
+    notes: &[&hl7_parser::message::Field<'_>],
     n: usize,
     ctx: &Context<'_>,
 ) -> Result<Value, MapError> {
     let d = &ctx.header.delimiters;
     let t = ctx.tables;
+    // As sent, repetitions included: the inputs of the resource id.
     let field = |n: usize| obx.field(n).map(|f| f.raw_value()).unwrap_or("");
-    let code = codeable_concept(field(3), d, t, None).ok_or_else(|| {
+    // What the mapping reads of a field that does not repeat: its first repetition.
+    let first = |n: usize| {
+        obx.field(n)
+            .and_then(|f| f.repeat(1))
+            .map(|r| r.raw_value())
+            .unwrap_or("")
+    };
+    let code = codeable_concept(first(3), d, t, None).ok_or_else(|| {
         MapError::new(format!("OBX-3 observation identifier is empty in OBX {n}"))
     })?;
-    let value_type = field(2).trim().to_ascii_uppercase();
-    let status_code = field(11).trim().to_ascii_uppercase();
+    let value_type = first(2).trim().to_ascii_uppercase();
+    let status_code = match first(11).trim() {
+        "\"\"" => String::new(), // the v2 null: as if empty
+        s => s.to_ascii_uppercase(),
+    };
     let status = t
         .observation_status
         .get(&status_code)
@@ -67,7 +91,7 @@ fn map_one(
     let filler = obr
         .and_then(|s| s.field(3))
         .map(|f| parts(f.raw_value(), d.component)[0])
-        .filter(|v| !v.is_empty());
+        .filter(|v| !v.trim().is_empty() && !is_null(v));
     let order_key = filler.unwrap_or(&ctx.header.control_id);
     let id = resource_id(&[
         "Observation",
@@ -94,10 +118,13 @@ fn map_one(
         );
     }
     let tz = &t.default_timezone;
-    let effective = datetime(parts(field(14), d.component)[0], tz).or_else(|| {
-        obr.and_then(|s| s.field(7))
-            .and_then(|f| datetime(parts(f.raw_value(), d.component)[0], tz))
-    });
+    // An invalid OBX-14 is omitted (see `datetime`), and OBR-7 used as when it is empty.
+    let obr7 = obr
+        .and_then(|s| s.field(7))
+        .and_then(|f| f.repeat(1))
+        .map_or("", |r| r.raw_value());
+    let effective =
+        timestamp(first(14), "OBX-14", n, d, tz).or_else(|| timestamp(obr7, "OBR-7", n, d, tz));
     if let Some(e) = effective {
         o.insert("effectiveDateTime".into(), json!(e));
     }
@@ -113,29 +140,25 @@ fn map_one(
         o.insert("performer".into(), Value::Array(performers));
     }
 
-    let values: Vec<&str> = obx
+    // Repetitions with nothing left (empty, or only formatting escapes) are no values.
+    let units = first(6);
+    let values: Vec<(&str, Value)> = obx
         .field(5)
         .map(|f| {
             f.repeats()
-                .map(|r| r.raw_value())
-                .filter(|v| !v.is_empty())
+                .filter_map(|r| value(&value_type, r.raw_value(), units, d, t))
                 .collect()
         })
         .unwrap_or_default();
-    let units = field(6);
     match values.as_slice() {
-        [] => {}
-        [one] => {
-            let (k, v) = value(&value_type, one, units, d, t);
-            o.insert(k.into(), v);
+        [] => {} // FHIR allows an Observation without value[x]
+        [(k, v)] => {
+            o.insert((*k).into(), v.clone());
         }
         many => {
             let components: Vec<Value> = many
                 .iter()
-                .map(|v| {
-                    let (k, v) = value(&value_type, v, units, d, t);
-                    json!({"code": code, k: v})
-                })
+                .map(|(k, v)| json!({"code": code, *k: v}))
                 .collect();
             o.insert("component".into(), Value::Array(components));
         }
@@ -151,16 +174,19 @@ fn map_one(
     if !interpretation.is_empty() {
         o.insert("interpretation".into(), Value::Array(interpretation));
     }
-    if !field(7).is_empty() {
-        o.insert(
-            "referenceRange".into(),
-            json!([{"text": unescape(field(7), d)}]),
-        );
+    if let Some(range) = string(first(7), d) {
+        o.insert("referenceRange".into(), json!([{ "text": range }]));
     }
+    // NTE-3 repeats (FT): one note per NTE, its repetitions as lines.
     let notes: Vec<Value> = notes
         .iter()
-        .filter(|n| !n.is_empty())
-        .map(|n| json!({"text": unescape(n, d)}))
+        .filter_map(|f| {
+            let lines: Vec<String> = f
+                .repeats()
+                .filter_map(|r| string(r.raw_value(), d))
+                .collect();
+            (!lines.is_empty()).then(|| json!({"text": lines.join("\n")}))
+        })
         .collect();
     if !notes.is_empty() {
         o.insert("note".into(), Value::Array(notes));
@@ -168,48 +194,69 @@ fn map_one(
     Ok(Value::Object(o))
 }
 
+/// A timestamp field of OBX `n` (its first component, TS-1), or `None`; an
+/// invalid one is omitted with a warning that names the field, not the value.
+fn timestamp(raw: &str, field: &str, n: usize, d: &Delimiters, tz: &str) -> Option<String> {
+    let ts = parts(raw, d.component)[0];
+    let dt = datetime(ts, tz);
+    if dt.is_none() && !ts.trim().is_empty() && !is_null(ts) {
+        tracing::warn!(
+            field,
+            obx = n,
+            "not a valid timestamp: Observation.effectiveDateTime omitted"
+        );
+    }
+    dt
+}
+
 /// value[x] by OBX-2. Values that do not fit their declared type are kept as
-/// valueString (with the type's text), never dropped.
+/// valueString (with the type's text), never dropped; `None` only when
+/// nothing is left (FHIR has no empty strings).
 fn value(
     value_type: &str,
     v: &str,
     units: &str,
     d: &Delimiters,
     t: &Tables,
-) -> (&'static str, Value) {
-    let text = || ("valueString", json!(unescape(v, d)));
+) -> Option<(&'static str, Value)> {
+    // Delimiters around nothing (` ^ `, `^\H\^`) are no value either.
+    if parts(v, d.component).iter().all(|c| string(c, d).is_none()) {
+        return None;
+    }
+    let text = || string(v, d).map(|s| ("valueString", json!(s)));
     match value_type {
         "NM" => match decimal(v) {
             Some(n) => {
                 let mut q = Map::new();
                 q.insert("value".into(), n);
                 quantity_units(units, d, t, &mut q);
-                ("valueQuantity", Value::Object(q))
+                Some(("valueQuantity", Value::Object(q)))
             }
             None => text(),
         },
         "ST" | "TX" | "FT" => text(),
         "CE" | "CWE" | "CNE" | "IS" => match codeable_concept(v, d, t, None) {
-            Some(cc) => ("valueCodeableConcept", cc),
+            Some(cc) => Some(("valueCodeableConcept", cc)),
             None => text(),
         },
-        "DT" | "DTM" | "TS" => match datetime(v, &t.default_timezone) {
-            Some(dt) => ("valueDateTime", json!(dt)),
+        // TS is DTM^precision: the value is TS-1.
+        "DT" | "DTM" | "TS" => match datetime(parts(v, d.component)[0], &t.default_timezone) {
+            Some(dt) => Some(("valueDateTime", json!(dt))),
             None => text(),
         },
         "TM" => match time(v) {
-            Some(tm) => ("valueTime", json!(tm)),
+            Some(tm) => Some(("valueTime", json!(tm))),
             None => text(),
         },
         "NR" => {
             let p = parts(v, d.component);
             match range(decimal(part(&p, 0)), decimal(part(&p, 1)), units, d, t) {
-                Some(r) => ("valueRange", r),
+                Some(r) => Some(("valueRange", r)),
                 None => text(),
             }
         }
         "SN" => structured_numeric(v, units, d, t)
-            .unwrap_or_else(|| ("valueString", json!(sn_text(v, units, d)))),
+            .or_else(|| sn_text(v, units, d).map(|s| ("valueString", json!(s)))),
         _ => text(),
     }
 }
@@ -280,16 +327,16 @@ fn structured_numeric(
     }
 }
 
-/// IG fallback text for SN: components and units joined by spaces.
-fn sn_text(v: &str, units: &str, d: &Delimiters) -> String {
+/// IG fallback text for SN: components and units joined by spaces (`None`
+/// when nothing is left).
+fn sn_text(v: &str, units: &str, d: &Delimiters) -> Option<String> {
     let mut words: Vec<String> = parts(v, d.component)
         .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| unescape(s, d))
+        .filter_map(|s| string(s, d))
         .collect();
-    let u = parts(units, d.component)[0];
-    if !u.is_empty() {
-        words.push(unescape(u, d));
+    if words.is_empty() {
+        return None;
     }
-    words.join(" ")
+    words.extend(string(parts(units, d.component)[0], d));
+    Some(words.join(" "))
 }

@@ -72,11 +72,11 @@ impl Tables {
 
     /// Values must be codes FHIR R4 allows; the timezone must be an offset.
     fn check(&self) -> Result<(), String> {
-        let tz = self.default_timezone.as_bytes();
+        // "+hh:mm" exactly as FHIR writes it, in FHIR's range (see `datatypes::offset`).
+        let tz = &self.default_timezone;
         let tz_ok = tz.len() == 6
-            && (tz[0] == b'+' || tz[0] == b'-')
-            && tz[3] == b':'
-            && [1, 2, 4, 5].iter().all(|&i| tz[i].is_ascii_digit());
+            && tz.get(3..4) == Some(":")
+            && super::datatypes::offset(&tz.replacen(':', "", 1)).as_ref() == Some(tz);
         if !tz_ok && self.default_timezone != "Z" {
             return Err(format!(
                 "default_timezone {:?} is not an offset like +01:00 or Z",
@@ -131,7 +131,7 @@ impl Tables {
         {
             return Some(format!("http://terminology.hl7.org/CodeSystem/v2-{num}"));
         }
-        if name.contains("://") || name.starts_with("urn:") {
+        if is_uri(name) {
             return Some(name.to_owned());
         }
         Some(format!("urn:hl7v2:codesystem:{}", uri_safe(name)))
@@ -139,11 +139,20 @@ impl Tables {
 
     /// An assigning authority namespace as an identifier system URI.
     pub fn authority_uri(&self, ns: &str) -> String {
-        if ns.contains("://") || ns.starts_with("urn:") {
+        let ns = ns.trim();
+        if is_uri(ns) {
             return ns.to_owned();
         }
         format!("urn:hl7v2:authority:{}", uri_safe(ns))
     }
+}
+
+/// A name that is already a URI and can be used as one: it looks like one,
+/// and has no whitespace (a FHIR `uri` has none). Anything else is a name,
+/// made into a `urn:hl7v2:` URI by the caller.
+fn is_uri(name: &str) -> bool {
+    (name.contains("://") || name.starts_with("urn:"))
+        && super::datatypes::uri_as_sent(name).is_some()
 }
 
 /// Percent-encodes what may not appear in a URI path segment.
@@ -188,5 +197,37 @@ mod tests {
             "default_timezone = \"EST\"",
         );
         assert!(Tables::parse(&bad, "x.toml").is_err());
+        for bad_tz in ["+99:99", "+14:30", "-05:60", "+0500", "+05:0"] {
+            let bad = DEFAULT.replace(
+                "default_timezone = \"+00:00\"",
+                &format!("default_timezone = \"{bad_tz}\""),
+            );
+            assert!(Tables::parse(&bad, "x.toml").is_err(), "{bad_tz}");
+        }
+        for good_tz in ["-05:00", "+14:00", "+05:45", "Z"] {
+            let good = DEFAULT.replace(
+                "default_timezone = \"+00:00\"",
+                &format!("default_timezone = \"{good_tz}\""),
+            );
+            assert!(Tables::parse(&good, "x.toml").is_ok(), "{good_tz}");
+        }
+    }
+
+    #[test]
+    fn a_uri_with_whitespace_is_a_name_not_a_uri() {
+        let t = Tables::builtin();
+        assert_eq!(
+            t.system_uri("http://x.org/cs").as_deref(),
+            Some("http://x.org/cs")
+        );
+        assert_eq!(
+            t.system_uri("http://x.org/my cs").as_deref(),
+            Some("urn:hl7v2:codesystem:http%3A%2F%2Fx.org%2Fmy%20cs")
+        );
+        assert_eq!(t.authority_uri("urn:x:y"), "urn:x:y");
+        assert_eq!(
+            t.authority_uri("urn:x y"),
+            "urn:hl7v2:authority:urn%3Ax%20y"
+        );
     }
 }

@@ -20,8 +20,20 @@ impl Bridge {
     /// Starts `hl7bridge serve` on an ephemeral port and waits for its
     /// "listening on" line.
     pub fn serve(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start(data_dir, extra, false).0
+    }
+
+    /// Like `serve`, with the embedded schema registry on an ephemeral port;
+    /// also returns its base URL.
+    pub fn serve_with_registry(data_dir: &Path, extra: &[&str]) -> (Self, String) {
+        let (b, url) = Self::start(data_dir, extra, true);
+        (b, url.expect("registry line"))
+    }
+
+    fn start(data_dir: &Path, extra: &[&str], registry: bool) -> (Self, Option<String>) {
+        let listen = if registry { "127.0.0.1:0" } else { "" };
         let mut child = Command::new(bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--registry-listen", ""])
+            .args(["serve", "--listen", "127.0.0.1:0", "--registry-listen", listen])
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
@@ -30,14 +42,24 @@ impl Bridge {
             .spawn()
             .expect("spawn hl7bridge");
         let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
+        lines.read_line(&mut line).unwrap();
         let addr = line
             .split_whitespace()
             .nth(3)
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-        Self { child, addr }
+        let url = registry.then(|| {
+            let mut l = String::new();
+            lines.read_line(&mut l).unwrap();
+            l.split_whitespace()
+                .last()
+                .filter(|u| u.starts_with("http://"))
+                .unwrap_or_else(|| panic!("unexpected registry line: {l:?}"))
+                .to_owned()
+        });
+        (Self { child, addr }, url)
     }
 
     /// SIGKILL: no chance to flush or drain anything.

@@ -1,0 +1,150 @@
+//! The streaming stage on Kafka (a real Tansu broker): `hl7bridge transform`
+//! as a consumer group writes every FHIR output exactly once, through
+//! SIGKILLs and a rebalance between two processes, with schemas in the
+//! bridge's embedded registry endpoint.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::process::{bin, Bridge};
+use common::stage::*;
+use common::tansu::Tansu;
+use common::{adt, kafka_config, oru, read_kafka_topic, Client};
+use hl7bridge::log::embedded::StoredRecord;
+use hl7bridge::log::kafka::KafkaConfig;
+use hl7bridge::registry::{RemoteRegistry, SchemaRegistry};
+use hl7bridge::stage::decoder::FhirDecoder;
+use hl7bridge::transform::{Mapped, Mapper};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn transform(brokers: &str, registry: &str, dir: &std::path::Path) -> Child {
+    Command::new(bin())
+        .args(["transform", "--kafka-brokers", brokers, "--schema-registry-url", registry])
+        // A killed member is noticed after this, not librdkafka's default 45 s.
+        .args(["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"])
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn all_outputs(cfg: &KafkaConfig) -> Vec<StoredRecord> {
+    OUTPUTS.iter().flat_map(|t| read_kafka_topic(cfg, t)).collect()
+}
+
+fn all_inputs(cfg: &KafkaConfig) -> Vec<StoredRecord> {
+    INPUTS.iter().flat_map(|t| read_kafka_topic(cfg, t)).collect()
+}
+
+/// Waits until at least `n` outputs exist.
+fn wait_for_outputs(cfg: &KafkaConfig, n: usize) -> usize {
+    let start = Instant::now();
+    loop {
+        let got = all_outputs(cfg).len();
+        if got >= n {
+            return got;
+        }
+        assert!(start.elapsed() < WAIT, "only {got} of {n} outputs after {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn kill(mut c: Child) {
+    c.kill().unwrap();
+    c.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transform_on_kafka_is_exactly_once_through_sigkills_and_a_rebalance() {
+    let Some(broker) = Tansu::memory() else { return };
+    let cfg = kafka_config(&broker.brokers()).await;
+    let outputs: Vec<String> = OUTPUTS.iter().map(|s| s.to_string()).collect();
+    hl7bridge::log::kafka::create_topics(&cfg, &outputs, 6, 1).await.unwrap();
+    let serve_dir = tempfile::tempdir().unwrap();
+    let (bridge, registry) = Bridge::serve_with_registry(
+        serve_dir.path(),
+        &["--kafka-brokers", &broker.brokers()],
+    );
+    let mut c = Client::connect(bridge.addr).await;
+    for i in 0..300 {
+        let m = if i % 3 == 0 {
+            adt(&format!("K-{i}"), &format!("P{}", i % 23))
+        } else {
+            oru(&format!("K-{i}"), &format!("P{}", i % 23), 1 + i % 5)
+        };
+        assert_eq!(c.roundtrip(&m).await.code(), "AA");
+    }
+    let inputs = tokio::task::block_in_place(|| all_inputs(&cfg));
+    assert_eq!(inputs.len(), 300);
+    let want: usize = inputs.iter().map(|r| expected_output_count(&r.value)).sum();
+
+    let work = tempfile::tempdir().unwrap();
+    let brokers = broker.brokers();
+    let mut log = Vec::new();
+    tokio::task::block_in_place(|| {
+        // Two SIGKILLs of a lone member, at about 1/5 and 2/5 of the outputs.
+        for k in 1..=2 {
+            let t = transform(&brokers, &registry, work.path());
+            let got = wait_for_outputs(&cfg, want * k / 5);
+            kill(t);
+            log.push(("killed alone", got));
+        }
+        // A second member joins mid-stream (the first revokes, flushes, and
+        // both recover from the output tails); then one of them is killed
+        // and the survivor takes its partitions over.
+        let a = transform(&brokers, &registry, work.path());
+        let got = wait_for_outputs(&cfg, want * 3 / 5);
+        let b = transform(&brokers, &registry, work.path());
+        log.push(("second member joined", got));
+        let got = wait_for_outputs(&cfg, want * 4 / 5);
+        kill(a);
+        log.push(("one of two killed", got));
+        let got = wait_for_outputs(&cfg, want);
+        log.push(("survivor finished", got));
+        // Let anything extra (a duplicate) surface before counting.
+        std::thread::sleep(Duration::from_secs(3));
+        kill(b);
+    });
+    eprintln!("progress: {log:?}");
+
+    let outputs = tokio::task::block_in_place(|| all_outputs(&cfg));
+    let ids: Vec<OutputId> = outputs.iter().map(output_id).collect();
+    let unique: HashSet<&OutputId> = ids.iter().collect();
+    let mut dup: HashMap<&OutputId, usize> = HashMap::new();
+    for i in &ids {
+        *dup.entry(i).or_default() += 1;
+    }
+    dup.retain(|_, n| *n > 1);
+    assert!(dup.is_empty(), "duplicated outputs: {dup:?}");
+    assert_eq!(unique.len(), want, "no output is lost");
+    assert!(
+        log.iter().filter(|(_, n)| *n < want).count() >= 3,
+        "the kills landed mid-stream: {log:?}"
+    );
+
+    // Co-partitioned and keyed like the input; Avro decodes (through the
+    // registry endpoint, with a Confluent client library) to the direct mapping.
+    let mut decoder = FhirDecoder::new(SchemaRegistry::Remote(RemoteRegistry::new(&registry).unwrap()));
+    let by_source: HashMap<SourceId, &StoredRecord> = inputs.iter().map(|r| (source_id(r), r)).collect();
+    let decoded = decoded_by_source(&mut decoder, &outputs).await;
+    for (source, resources) in &decoded {
+        let input = by_source[source];
+        let Ok(Mapped::Resources(direct)) = Mapper::default().map(&input.value) else {
+            panic!("{source:?} produced outputs but maps to none");
+        };
+        assert_eq!(resources, &direct, "{source:?}");
+    }
+    for out in &outputs {
+        let (_, t, p, o, _) = output_id(out);
+        let input = by_source[&(t, p, o)];
+        assert_eq!(out.partition, input.partition);
+        assert_eq!(out.key, input.key);
+    }
+    drop(bridge);
+}
