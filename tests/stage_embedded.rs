@@ -189,3 +189,41 @@ async fn transform_killed_mid_stream_emits_every_output_exactly_once() {
         "at least one kill landed mid-stream: {progress:?}"
     );
 }
+
+/// The analyst's view: `tail fhir.observation --format fhir` prints each
+/// Avro record as FHIR JSON, decoded through the embedded registry.
+#[tokio::test(flavor = "multi_thread")]
+async fn tail_format_fhir_prints_the_observations_as_fhir_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::serve(dir.path(), &[]);
+    send_all(bridge.addr, &[oru("TAIL-1", "T1", 3), oru("TAIL-2", "T2", 2)]).await;
+    wait_for_stage(dir.path(), GROUP, WAIT);
+    let tail = |extra: &[&str]| {
+        let out = std::process::Command::new(bin())
+            .args(["tail", "fhir.observation", "--from-beginning", "--format", "fhir", "--data-dir"])
+            .arg(dir.path())
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let all = tail(&[]);
+    let mut want = Vec::new();
+    for m in [oru("TAIL-1", "T1", 3), oru("TAIL-2", "T2", 2)] {
+        let Ok(Mapped::Resources(rs)) = Mapper::default().map(&m) else { panic!() };
+        want.extend(rs.into_iter().filter(|r| r["resourceType"] == "Observation"));
+    }
+    assert_eq!(all.len(), 5);
+    for w in &want {
+        assert!(all.contains(w), "missing {}", w["id"]);
+    }
+    let one_patient = tail(&["--key", "GENHOSP|T2"]);
+    assert_eq!(one_patient.len(), 2, "--key filters by patient key");
+    assert_eq!(tail(&["--max", "1"]).len(), 1);
+    assert_eq!(tail(&["--since", "2099-01-01T00:00:00Z"]).len(), 0, "--since filters by time");
+}

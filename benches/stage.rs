@@ -1,0 +1,236 @@
+//! Streaming stage per-message CPU work: parse + map (v2 to FHIR R4 JSON),
+//! Avro encode and Confluent wire framing, i.e. `Stage::process`. Separate
+//! groups time the mapper alone and the Avro encoder alone (on pre-mapped
+//! resources), so the split between them can be read off directly.
+//!
+//! Run: `cargo bench --bench stage`. Throughput is reported per element
+//! (messages/s) and, in the `*_bytes` groups, per input byte (MB/s).
+
+use std::sync::Arc;
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use hl7bridge::avro::{self, FhirSchemas};
+use hl7bridge::intake::headers as h;
+use hl7bridge::registry::store::RegistryStore;
+use hl7bridge::registry::SchemaRegistry;
+use hl7bridge::stage::{Outcome, Source, Stage, StageConfig};
+use hl7bridge::transform::{Mapped, Mapper};
+use serde_json::Value;
+
+const MSH_ADT: &str = "MSH|^~\\&|ADTAPP|GENHOSP|HL7BRIDGE|INTEGRATION|20261101083000||ADT^A01^ADT_A01|BENCH-ADT-A01-0001|P|2.5.1|||AL|NE|USA|UNICODE UTF-8";
+const MSH_ORU: &str = "MSH|^~\\&|LABAPP|GENHOSP|HL7BRIDGE|INTEGRATION|20261117110000||ORU^R01^ORU_R01|BENCH-ORU-R01-0001|P|2.5.1|||AL|NE|USA|UNICODE UTF-8";
+const PID: &str = "PID|1||MRN50010^^^GENHOSP^MR~900000010^^^SSA^SS~PI50010^^^GENHOSP^PI||TESTPATIENT^WHISKEY^Q^JR^^^L~TESTNAME^WHISKY^^^^^M||19720420|M||2106-3^White^CDCREC|50010 SYNTHETIC WAY^APT 61^TESTVILLE^ZZ^00010^USA^H~PO BOX 10^^TESTVILLE^ZZ^00010^USA^M||^PRN^PH^^1^555^5550010~^NET^Internet^whiskey@example.invalid|^WPN^PH^^1^555^5559010|eng^English^ISO6392|M^Married^HL70002|CHR^Christian^HL70006|ACCT50010^^^GENHOSP^AN|||N^Not Hispanic or Latino^HL70189||||||||N";
+const PV1: &str = "PV1|1|I|4WEST^401^A^GENHOSP^^^^^4 West Medical|E|||12345^DOCTOR^ALPHA^A^^DR^^^NPI&2.16.840.1.113883.4.6&ISO^L^^^NPI|23456^DOCTOR^BRAVO^B^^DR^^^NPI&2.16.840.1.113883.4.6&ISO^L^^^NPI|34567^DOCTOR^CHARLIE^C^^DR^^^NPI&2.16.840.1.113883.4.6&ISO^L^^^NPI|MED||||7|||45678^DOCTOR^DELTA^D^^DR^^^NPI&2.16.840.1.113883.4.6&ISO^L^^^NPI|IN|V5010^^^GENHOSP^VN|SP^Self pay^HL70064|||||||||||||||||||GENHOSP|||||20261117060000";
+
+/// ADT^A01, about 1.5 KB: full PID, PV1 with attending/referring/consulting/
+/// admitting doctors and a visit number (PV1-19), plus NK1, PV2, OBX, AL1, DG1.
+fn adt_a01() -> Vec<u8> {
+    let segs = [
+        MSH_ADT,
+        "EVN|A01|20261101083000|||90001^REGCLERK^ECHO^^^^|20261101083000|GENHOSP",
+        PID,
+        "NK1|1|TESTRELATIVE^BRAVO^^^^^L|SPO^Spouse^HL70063|50010 SYNTHETIC WAY^APT 61^TESTVILLE^ZZ^00010^USA^H|^PRN^PH^^1^555^5550102||EC^Emergency Contact^HL70131",
+        PV1,
+        "PV2|||R07.9^Chest pain, unspecified^I10|||||20261105",
+        "OBX|1|NM|29463-7^Body weight^LN||82.5|kg^kg^UCUM|||||F|||20261101083000||66601^NURSE^GOLF^^^^RN",
+        "AL1|1|DA^Drug allergy^HL70127|7980^Penicillin G^RXNORM|MO^Moderate^HL70128|Hives",
+        "DG1|1||R07.9^Chest pain, unspecified^I10||20261101083000|A",
+    ];
+    join(&segs)
+}
+
+/// (LOINC code, name, value, UCUM unit, reference range, interpretation)
+const ANALYTES: &[(&str, &str, &str, &str, &str, &str)] = &[
+    ("2345-7", "Glucose [Mass/volume] in Serum or Plasma", "98", "mg/dL", "70-99", "N"),
+    ("3094-0", "Urea nitrogen [Mass/volume] in Serum or Plasma", "24", "mg/dL", "7-20", "H"),
+    ("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "1.1", "mg/dL", "0.6-1.3", "N"),
+    ("2951-2", "Sodium [Moles/volume] in Serum or Plasma", "141", "mmol/L", "136-145", "N"),
+    ("2823-3", "Potassium [Moles/volume] in Serum or Plasma", "3.3", "mmol/L", "3.5-5.1", "L"),
+    ("2075-0", "Chloride [Moles/volume] in Serum or Plasma", "103", "mmol/L", "98-107", "N"),
+    ("2028-9", "Carbon dioxide, total [Moles/volume] in Serum or Plasma", "26", "mmol/L", "22-29", "N"),
+    ("17861-6", "Calcium [Mass/volume] in Serum or Plasma", "9.4", "mg/dL", "8.6-10.3", "N"),
+    ("2885-2", "Protein [Mass/volume] in Serum or Plasma", "7.1", "g/dL", "6.0-8.3", "N"),
+    ("1751-7", "Albumin [Mass/volume] in Serum or Plasma", "4.2", "g/dL", "3.5-5.2", "N"),
+    ("1975-2", "Bilirubin.total [Mass/volume] in Serum or Plasma", "0.8", "mg/dL", "0.1-1.2", "N"),
+    ("6768-6", "Alkaline phosphatase [Enzymatic activity/volume] in Serum or Plasma", "131", "U/L", "44-121", "H"),
+    ("1742-6", "Alanine aminotransferase [Enzymatic activity/volume] in Serum or Plasma", "28", "U/L", "0-44", "N"),
+    ("1920-8", "Aspartate aminotransferase [Enzymatic activity/volume] in Serum or Plasma", "31", "U/L", "0-40", "N"),
+    ("2093-3", "Cholesterol [Mass/volume] in Serum or Plasma", "212", "mg/dL", "0-199", "H"),
+    ("2571-8", "Triglyceride [Mass/volume] in Serum or Plasma", "148", "mg/dL", "0-149", "N"),
+    ("2085-9", "Cholesterol in HDL [Mass/volume] in Serum or Plasma", "52", "mg/dL", "39-200", "N"),
+    ("13457-7", "Cholesterol in LDL [Mass/volume] in Serum or Plasma by calculation", "130", "mg/dL", "0-99", "H"),
+    ("6690-2", "Leukocytes [#/volume] in Blood by Automated count", "7.4", "10*3/uL", "3.4-10.8", "N"),
+    ("718-7", "Hemoglobin [Mass/volume] in Blood", "13.9", "g/dL", "13.0-17.7", "N"),
+];
+
+/// ORU^R01 v2.5.1 with `n_obx` NM results (LOINC, UCUM units, reference
+/// range, interpretation, OBX-14, OBX-15, OBX-16), an NTE after every 5th.
+fn oru_r01(n_obx: usize) -> Vec<u8> {
+    let mut segs: Vec<String> = vec![
+        MSH_ORU.into(),
+        PID.into(),
+        PV1.into(),
+        "ORC|RE|PLC50010^ORDERAPP|FIL50010^LABAPP||CM||||20261117110000|90002^ORDERCLERK^FOXTROT^^^^||12345^DOCTOR^ALPHA^^^DR|4WEST^^^GENHOSP".into(),
+        "OBR|1|PLC50010^ORDERAPP|FIL50010^LABAPP|24323-8^Comprehensive metabolic and lipid panel^LN||20261117060000|20261117063000|||||||20261117063000||12345^DOCTOR^ALPHA^^^DR||||||20261117110000||CH|F".into(),
+    ];
+    for i in 0..n_obx {
+        let (code, name, value, unit, range, flag) = ANALYTES[i % ANALYTES.len()];
+        let tech = if i % 2 == 0 {
+            "55501^LABTECH^ALPHA^^^^"
+        } else {
+            "55502^LABTECH^BRAVO^^^^"
+        };
+        segs.push(format!(
+            "OBX|{}|NM|{code}^{name}^LN|{}|{value}|{unit}^{unit}^UCUM|{range}|{flag}|||F|||20261117063000|GENLAB^General Hospital Laboratory^L|{tech}",
+            i + 1,
+            i / ANALYTES.len() + 1,
+        ));
+        if i % 5 == 4 {
+            segs.push(format!(
+                "NTE|1|L|Synthetic note {}: specimen slightly hemolyzed, interpret with caution.",
+                i + 1
+            ));
+        }
+    }
+    let refs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    join(&refs)
+}
+
+fn join(segs: &[&str]) -> Vec<u8> {
+    let mut m = segs.join("\r");
+    m.push('\r');
+    m.into_bytes()
+}
+
+struct Case {
+    name: String,
+    raw: Vec<u8>,
+    headers: Vec<(String, String)>,
+}
+
+fn cases() -> Vec<Case> {
+    let adt = adt_a01();
+    let mut out = vec![Case {
+        name: "adt_a01".into(),
+        headers: headers("BENCH-ADT-A01-0001", "ADTAPP", "ADT", "A01"),
+        raw: adt,
+    }];
+    for n in [1, 5, 20, 50] {
+        out.push(Case {
+            name: format!("oru_r01_{n}obx"),
+            headers: headers("BENCH-ORU-R01-0001", "LABAPP", "ORU", "R01"),
+            raw: oru_r01(n),
+        });
+    }
+    out
+}
+
+/// What the intake stamps on a raw record (the stage carries these over).
+fn headers(control_id: &str, app: &str, ty: &str, trigger: &str) -> Vec<(String, String)> {
+    [
+        (h::CONTROL_ID, control_id),
+        (h::SENDING_APPLICATION, app),
+        (h::SENDING_FACILITY, "GENHOSP"),
+        (h::MESSAGE_TYPE, ty),
+        (h::TRIGGER_EVENT, trigger),
+        (h::RECEIVED_AT, "2026-11-17T11:00:00.123456Z"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect()
+}
+
+fn source<'a>(c: &'a Case) -> Source<'a> {
+    Source {
+        topic: "hl7v2.oru",
+        partition: 3,
+        offset: 1_234_567,
+        key: Some("GENHOSP|MRN50010"),
+        headers: &c.headers,
+        value: &c.raw,
+    }
+}
+
+fn stage() -> Stage {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let registry = SchemaRegistry::Embedded(Arc::new(RegistryStore::open_in_memory().unwrap()));
+    let cfg = StageConfig::new("hl7v2.");
+    rt.block_on(Stage::new(&cfg, Mapper::default(), &registry))
+        .unwrap()
+}
+
+fn mapped(mapper: &Mapper, raw: &[u8]) -> Vec<Value> {
+    match mapper.map(raw) {
+        Ok(Mapped::Resources(r)) => r,
+        other => panic!("bench message does not map to resources: {other:?}"),
+    }
+}
+
+/// parse + map + Avro encode + wire framing + output headers, per message.
+fn process(c: &mut Criterion) {
+    let stage = stage();
+    let cases = cases();
+    for c0 in &cases {
+        // Fail loudly if a case would measure the dead-letter path.
+        match stage.process(&source(c0)) {
+            Outcome::Resources(r) => assert!(!r.is_empty()),
+            other => panic!("{}: expected resources, got {}", c0.name, other.name()),
+        }
+    }
+    let mut g = c.benchmark_group("stage_process");
+    g.throughput(Throughput::Elements(1));
+    for case in &cases {
+        let src = source(case);
+        g.bench_function(&case.name, |b| b.iter(|| stage.process(black_box(&src))));
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("stage_process_bytes");
+    for case in &cases {
+        let src = source(case);
+        g.throughput(Throughput::Bytes(case.raw.len() as u64));
+        g.bench_function(&case.name, |b| b.iter(|| stage.process(black_box(&src))));
+    }
+    g.finish();
+}
+
+/// parse + map only (HL7 v2 bytes to FHIR JSON values).
+fn map(c: &mut Criterion) {
+    let mapper = Mapper::default();
+    let mut g = c.benchmark_group("map");
+    g.throughput(Throughput::Elements(1));
+    for case in cases() {
+        mapped(&mapper, &case.raw);
+        g.bench_function(&case.name, |b| b.iter(|| mapper.map(black_box(&case.raw))));
+    }
+    g.finish();
+}
+
+/// Avro encode only: every resource of one message, already mapped.
+fn encode(c: &mut Criterion) {
+    let mapper = Mapper::default();
+    let schemas = FhirSchemas::builtin();
+    let mut g = c.benchmark_group("avro_encode");
+    g.throughput(Throughput::Elements(1));
+    for case in cases() {
+        let resources: Vec<(&apache_avro::Schema, Value)> = mapped(&mapper, &case.raw)
+            .into_iter()
+            .map(|r| {
+                let kind = r["resourceType"].as_str().unwrap().to_owned();
+                (schemas.for_resource(&kind).unwrap(), r)
+            })
+            .collect();
+        g.bench_function(&case.name, |b| {
+            b.iter(|| {
+                resources
+                    .iter()
+                    .map(|(s, r)| avro::encode(s, black_box(r)).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, process, map, encode);
+criterion_main!(benches);
