@@ -27,6 +27,76 @@ pub fn key(src: &Source<'_>) -> Option<DedupKey> {
     })
 }
 
+/// The dedup window of the Kafka stage, in `<data-dir>/dedup.db`.
+///
+/// An entry is written only after the outputs of its record are delivered,
+/// and names that record, so a replay after a crash recognises the record
+/// itself (not a duplicate) and its later resends (duplicates). Processes
+/// sharing a data directory share the window; a partition moved to a process
+/// with another directory starts without the old owner's entries, so a resend
+/// of a message first seen there is emitted again, with the same resource ids.
+pub struct DedupStore {
+    conn: rusqlite::Connection,
+}
+
+pub const DB_FILE: &str = "dedup.db";
+
+impl DedupStore {
+    pub fn open(path: &std::path::Path) -> Result<Self, rusqlite::Error> {
+        let conn = rusqlite::Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // A process crash keeps every commit; a power loss may forget the
+        // last few entries, which at worst re-emits a resend (same ids).
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS dedup (
+                sender TEXT NOT NULL, control_id TEXT NOT NULL, digest BLOB NOT NULL,
+                source TEXT NOT NULL, seen_ms INTEGER NOT NULL,
+                PRIMARY KEY (sender, control_id, digest)) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS dedup_seen ON dedup (seen_ms);",
+        )?;
+        Ok(Self { conn })
+    }
+
+    /// The record that first carried `key` at or after `since_ms`.
+    pub fn first_seen(&self, key: &DedupKey, since_ms: i64) -> Result<Option<String>, rusqlite::Error> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .prepare_cached(
+                "SELECT source FROM dedup WHERE sender = ?1 AND control_id = ?2 AND digest = ?3 AND seen_ms >= ?4",
+            )?
+            .query_row(
+                rusqlite::params![key.sender, key.control_id, &key.digest[..], since_ms],
+                |r| r.get(0),
+            )
+            .optional()
+    }
+
+    /// Records delivered keys (one transaction), and forgets entries older than `before_ms`.
+    pub fn remember(
+        &mut self,
+        entries: &[(DedupKey, String)],
+        now_ms: i64,
+        before_ms: Option<i64>,
+    ) -> Result<(), rusqlite::Error> {
+        let txn = self.conn.transaction()?;
+        {
+            let mut insert = txn.prepare_cached(
+                "INSERT INTO dedup (sender, control_id, digest, source, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO UPDATE SET source = excluded.source, seen_ms = excluded.seen_ms",
+            )?;
+            for (k, source) in entries {
+                insert.execute(rusqlite::params![k.sender, k.control_id, &k.digest[..], source, now_ms])?;
+            }
+            if let Some(b) = before_ms {
+                txn.execute("DELETE FROM dedup WHERE seen_ms < ?1", [b])?;
+            }
+        }
+        txn.commit()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +131,20 @@ mod tests {
         assert_ne!(key(&src(&a, b"x")), key(&src(&a, b"y")));
         assert_ne!(key(&src(&a, b"x")), key(&src(&hs("G", "1"), b"x")));
         assert_ne!(key(&src(&a, b"x")), key(&src(&hs("F", "2"), b"x")));
+    }
+
+    #[test]
+    fn the_store_names_the_first_record_and_forgets_outside_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = DedupStore::open(&dir.path().join(DB_FILE)).unwrap();
+        let hs = hs("F", "1");
+        let k = key(&src(&hs, b"x")).unwrap();
+        assert_eq!(s.first_seen(&k, 0).unwrap(), None);
+        s.remember(&[(k.clone(), "t/0/5".into())], 1_000, None).unwrap();
+        assert_eq!(s.first_seen(&k, 0).unwrap().as_deref(), Some("t/0/5"));
+        assert_eq!(s.first_seen(&k, 1_001).unwrap(), None, "outside the window");
+        s.remember(&[], 2_000, Some(1_500)).unwrap();
+        assert_eq!(s.first_seen(&k, 0).unwrap(), None, "pruned");
     }
 
     #[test]

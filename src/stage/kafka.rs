@@ -35,6 +35,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use super::dedup::{self, DedupKey, DedupStore};
 use super::{headers as sh, Outcome, Source, Stage, StageConfig, StageError};
 use crate::config::Config;
 use crate::log::kafka::{self as kafka_log, KafkaConfig};
@@ -56,6 +57,7 @@ pub struct KafkaStage {
     at_least_once: bool,
     partitions: u32,
     replication: i32,
+    data_dir: std::path::PathBuf,
 }
 
 /// Partition counts, as found (and completed) at start.
@@ -73,6 +75,7 @@ impl KafkaStage {
             at_least_once: cfg.transform.at_least_once,
             partitions: cfg.partitions,
             replication: cfg.kafka.replication_factor(),
+            data_dir: cfg.data_dir.clone(),
         }
     }
 
@@ -208,6 +211,16 @@ impl KafkaStage {
         let outputs: Vec<String> = topics.all().iter().map(|s| s.to_string()).collect();
         let mut parts: HashMap<i32, PartitionState> = HashMap::new();
         let mut pending = FuturesOrdered::new();
+        std::fs::create_dir_all(&self.data_dir).map_err(LogError::Io)?;
+        let store = DedupStore::open(&self.data_dir.join(dedup::DB_FILE))
+            .map_err(|e| StageError::Setup(format!("opening the dedup window: {e}")))?;
+        let mut dedup = Dedup {
+            store,
+            window: self.cfg.dedup_window,
+            in_flight: HashMap::new(),
+            delivered: Vec::new(),
+            last_flush: std::time::Instant::now(),
+        };
         tracing::info!(group = %self.cfg.group, exactly_once = layout.co_partitioned, "transform stage consuming");
         loop {
             if consumer.context().flush_failed.swap(false, Ordering::SeqCst) {
@@ -222,11 +235,12 @@ impl KafkaStage {
                 biased;
                 _ = shutdown.cancelled() => break,
                 done = pending.next(), if !pending.is_empty() => {
-                    let (topic, partition, offset, result): (String, i32, i64, Result<(), String>) =
-                        done.unwrap_or_else(|| (String::new(), 0, 0, Ok(())));
+                    let Some(done) = done else { continue };
+                    let Done { topic, partition, offset, seen, result } = done;
                     if let Err(e) = result {
                         return Err(StageError::Setup(format!("output delivery failed: {e}")));
                     }
+                    dedup.delivered(seen)?;
                     // Only an owned partition can store; a revoked one just skips.
                     let _ = consumer.store_offset(&topic, partition, offset + 1);
                 }
@@ -240,8 +254,8 @@ impl KafkaStage {
                         let state = tokio::task::block_in_place(|| recover(&reader, &outputs, partition))?;
                         parts.insert(partition, state);
                     }
-                    let deliveries = self
-                        .handle(&producer, &m, parts.get_mut(&partition), layout)
+                    let (deliveries, seen) = self
+                        .handle(&producer, &m, parts.get_mut(&partition), layout, &mut dedup)
                         .await?;
                     let (topic, offset) = (m.topic().to_owned(), m.offset());
                     pending.push_back(async move {
@@ -253,17 +267,19 @@ impl KafkaStage {
                                 Err(_) => result = Err("delivery canceled".to_owned()),
                             }
                         }
-                        (topic, partition, offset, result)
+                        Done { topic, partition, offset, seen, result }
                     });
                 }
             }
         }
         // Clean stop: deliver what is in flight, then store its offsets.
-        while let Some((topic, partition, offset, result)) = pending.next().await {
+        while let Some(Done { topic, partition, offset, seen, result }) = pending.next().await {
             if result.is_ok() {
+                dedup.delivered(seen)?;
                 let _ = consumer.store_offset(&topic, partition, offset + 1);
             }
         }
+        dedup.flush()?;
         let _ = producer.flush(REVOKE_FLUSH);
         if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
             tracing::warn!(error = %e, "final offset commit failed; the next start replays a little and skips what is written");
@@ -278,7 +294,8 @@ impl KafkaStage {
         m: &BorrowedMessage<'_>,
         state: Option<&mut PartitionState>,
         layout: Layout,
-    ) -> Result<Vec<rdkafka::producer::DeliveryFuture>, StageError> {
+        dedup: &mut Dedup,
+    ) -> Result<(Vec<rdkafka::producer::DeliveryFuture>, Option<Seen>), StageError> {
         let headers = kafka_log::message_headers(m);
         let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
         let src = Source {
@@ -289,11 +306,31 @@ impl KafkaStage {
             headers: &headers,
             value: m.payload().unwrap_or_default(),
         };
-        let outcome = self.stage.process(&src);
-        if let Outcome::NoContent = outcome {
-            tracing::debug!(topic = src.topic, partition = src.partition, offset = src.offset, "no FHIR content");
+        let seen = dedup::key(&src).map(|k| (k, src.coordinates()));
+        let duplicate = match &seen {
+            Some((k, coords)) => dedup.first(k)?.is_some_and(|first| first != *coords),
+            None => false,
+        };
+        let mut records: Vec<Record> = if duplicate {
+            tracing::info!(
+                topic = src.topic,
+                partition = src.partition,
+                offset = src.offset,
+                control_id = src.header(crate::intake::headers::CONTROL_ID).unwrap_or(""),
+                "sender duplicate not emitted"
+            );
+            Vec::new()
+        } else {
+            let outcome = self.stage.process(&src);
+            if let Outcome::NoContent = outcome {
+                tracing::debug!(topic = src.topic, partition = src.partition, offset = src.offset, "no FHIR content");
+            }
+            outcome.into_records()
+        };
+        let seen = seen.filter(|_| !duplicate);
+        if let Some((k, coords)) = &seen {
+            dedup.in_flight.insert(k.clone(), coords.clone());
         }
-        let mut records: Vec<Record> = outcome.into_records();
         let mut out = Vec::with_capacity(records.len());
         match state {
             Some(state) => {
@@ -314,7 +351,69 @@ impl KafkaStage {
                 }
             }
         }
-        Ok(out)
+        Ok((out, seen))
+    }
+}
+
+/// One input record whose outputs have all been delivered (or failed).
+struct Done {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    seen: Option<Seen>,
+    result: Result<(), String>,
+}
+
+/// A dedup entry: the key and the `topic/partition/offset` that carried it first.
+type Seen = (DedupKey, String);
+
+/// The Kafka stage's view of the dedup window: the durable store, plus keys
+/// whose outputs are still in flight (a resend can arrive before they land).
+struct Dedup {
+    store: DedupStore,
+    window: Duration,
+    in_flight: HashMap<DedupKey, String>,
+    delivered: Vec<Seen>,
+    last_flush: std::time::Instant,
+}
+
+impl Dedup {
+    fn first(&self, k: &DedupKey) -> Result<Option<String>, StageError> {
+        if let Some(s) = self.in_flight.get(k) {
+            return Ok(Some(s.clone()));
+        }
+        let since = super::now_ms() - self.window.as_millis() as i64;
+        self.store
+            .first_seen(k, since)
+            .map_err(|e| StageError::Setup(format!("reading the dedup window: {e}")))
+    }
+
+    /// The outputs of `seen`'s record are delivered: remember it (in batches).
+    fn delivered(&mut self, seen: Option<Seen>) -> Result<(), StageError> {
+        if let Some((k, coords)) = seen {
+            if self.in_flight.get(&k) == Some(&coords) {
+                self.in_flight.remove(&k);
+            }
+            self.delivered.push((k, coords));
+        }
+        if self.delivered.len() >= 256 || self.last_flush.elapsed() >= Duration::from_millis(200) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StageError> {
+        self.last_flush = std::time::Instant::now();
+        if self.delivered.is_empty() {
+            return Ok(());
+        }
+        let now = super::now_ms();
+        let before = now - self.window.as_millis() as i64;
+        self.store
+            .remember(&self.delivered, now, Some(before))
+            .map_err(|e| StageError::Setup(format!("writing the dedup window: {e}")))?;
+        self.delivered.clear();
+        Ok(())
     }
 }
 
