@@ -204,3 +204,30 @@ fn the_example_config_loads_and_is_valid() {
         "the example runs on the embedded store"
     );
 }
+
+#[test]
+fn serve_with_a_bad_mapping_file_fails_at_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("site.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            "{}\n[[sender]]\nfacility = \"X\"\ndefault_timezone = \"CET\"\n",
+            hl7bridge::transform::tables::DEFAULT
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--registry-listen", ""])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--mappings")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sender override 1") && err.contains("default_timezone"), "{err}");
+    let check = Command::new(bin()).args(["mappings", "check", "--mappings"]).arg(&bad).output().unwrap();
+    assert!(!check.status.success());
+}

@@ -189,11 +189,13 @@ fn check_mappings(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         ),
     };
     println!(
-        "{name}: ok ({} event, {} patient-class, {} observation-status codes; default timezone {})",
+        "{name}: ok ({} event, {} patient-class, {} observation-status codes; default timezone {}; visit number PV1-{}; {} sender override(s))",
         tables.event_encounter_status.len(),
         tables.patient_class_status.len(),
         tables.observation_status.len(),
-        tables.default_timezone
+        tables.default_timezone,
+        tables.visit_number_field,
+        tables.senders.len()
     );
     Ok(ExitCode::SUCCESS)
 }

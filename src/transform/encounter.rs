@@ -65,8 +65,8 @@ pub(super) fn map(
     e.insert("resourceType".into(), json!("Encounter"));
     e.insert("id".into(), json!(id));
     e.insert("meta".into(), ctx.meta.clone());
-    if let Some(visit) = identifier(field(19), d, t).map(|mut v| {
-        // PV1-19 is the visit number whatever CX-5 says (IG: type VN).
+    if let Some(visit) = identifier(field(t.visit_number_field), d, t).map(|mut v| {
+        // The visit number (PV1-19, or PV1-50 by mapping rule) is type VN whatever CX-5 says.
         v["type"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "VN"}], "text": "visit number"});
         v
     }) {

@@ -75,15 +75,23 @@ impl Mapper {
         let (msg, parsed) = prepared.parse().map_err(unreadable)?;
         let header = &parsed.header;
         let d = &header.delimiters;
-        let subject = choose(&parsed.patient_identifiers, &self.patient_id_types).and_then(|cx| {
-            datatypes::identifier(&cx.raw, d, &self.tables)
+        let tables = self
+            .tables
+            .for_sender(&header.sending_application, &header.sending_facility);
+        let id_types = if tables.patient_id_types.is_empty() {
+            &self.patient_id_types
+        } else {
+            &tables.patient_id_types
+        };
+        let subject = choose(&parsed.patient_identifiers, id_types).and_then(|cx| {
+            datatypes::identifier(&cx.raw, d, tables)
                 .map(|id| json!({"type": "Patient", "identifier": id}))
         });
         let pv1 = msg.segment("PV1");
         // An empty, blank or null (`""`) visit number is none: keying on it would
         // give every such encounter of the facility the same id.
         let visit = pv1
-            .and_then(|s| s.field(19))
+            .and_then(|s| s.field(tables.visit_number_field))
             .map(|f| f.raw_value())
             .filter(|v| !v.trim().is_empty() && !datatypes::is_null(v));
         let encounter_id = pv1.map(|_| {
@@ -92,7 +100,7 @@ impl Mapper {
         });
         let ctx = Context {
             header,
-            tables: &self.tables,
+            tables,
             subject,
             encounter_id: visit.and(encounter_id.clone()),
             meta: json!({"source": meta_source(header)}),
@@ -162,6 +170,34 @@ mod tests {
             f[n] = v;
         }
         f.join("|")
+    }
+
+    #[test]
+    fn a_sender_override_changes_timezone_and_visit_field_for_that_sender_only() {
+        let text = format!(
+            "{}\n[[sender]]\nfacility = \"FAC\"\ndefault_timezone = \"+01:00\"\nvisit_number_field = 50\n",
+            tables::DEFAULT
+        );
+        let mapper = Mapper {
+            tables: Tables::parse(&text, "site.toml").unwrap(),
+            ..Mapper::default()
+        };
+        let mut fields = vec![""; 51];
+        fields[0] = "PV1";
+        fields[19] = "V19";
+        fields[50] = "V50";
+        let msg = |fac: &str| {
+            format!(
+                "MSH|^~\\&|LAB|{fac}|B|G|20261115103000||ORU^R01|C1|P|2.5.1\rPID|||M^^^H^MR\r{}\rOBX|1|ST|X^T^L||v||||||F|||202611151030\r",
+                fields.join("|")
+            )
+        };
+        let Ok(Mapped::Resources(site)) = mapper.map(msg("FAC").as_bytes()) else { panic!() };
+        assert_eq!(site[0]["identifier"][0]["value"], "V50");
+        assert_eq!(site[1]["effectiveDateTime"], "2026-11-15T10:30:00+01:00");
+        let Ok(Mapped::Resources(other)) = mapper.map(msg("ELSEWHERE").as_bytes()) else { panic!() };
+        assert_eq!(other[0]["identifier"][0]["value"], "V19");
+        assert_eq!(other[1]["effectiveDateTime"], "2026-11-15T10:30:00+00:00");
     }
 
     #[test]

@@ -12,11 +12,84 @@ pub const DEFAULT: &str = include_str!("../../mappings/tables.toml");
 #[serde(deny_unknown_fields)]
 pub struct Tables {
     pub default_timezone: String,
+    /// Field-selection rule: the PV1 field holding the visit number (19, or
+    /// 50 for senders that put it in the alternate visit ID).
+    #[serde(default = "default_visit_number_field")]
+    pub visit_number_field: usize,
+    /// Field-selection rule: CX-5 identifier types for the subject, in order
+    /// of preference; empty uses the bridge's `patient_id_types`.
+    #[serde(default)]
+    pub patient_id_types: Vec<String>,
     pub event_encounter_status: BTreeMap<String, String>,
     pub patient_class_status: BTreeMap<String, String>,
     pub patient_class: BTreeMap<String, (String, String)>,
     pub observation_status: BTreeMap<String, String>,
     pub coding_systems: BTreeMap<String, String>,
+    /// Per-sender overrides, matched on MSH-3 and MSH-4; the first match wins.
+    #[serde(default, rename = "sender")]
+    pub senders: Vec<SenderOverride>,
+    /// Each override merged over the base tables, built once at load.
+    #[serde(skip)]
+    resolved: Vec<Tables>,
+}
+
+fn default_visit_number_field() -> usize {
+    19
+}
+
+/// `[[sender]]`: settings and table rows that replace the base ones for the
+/// messages of one sending application and/or facility.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SenderOverride {
+    /// MSH-3.1 to match (omitted: any).
+    pub application: Option<String>,
+    /// MSH-4.1 to match (omitted: any).
+    pub facility: Option<String>,
+    pub default_timezone: Option<String>,
+    pub visit_number_field: Option<usize>,
+    pub patient_id_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub event_encounter_status: BTreeMap<String, String>,
+    #[serde(default)]
+    pub patient_class_status: BTreeMap<String, String>,
+    #[serde(default)]
+    pub patient_class: BTreeMap<String, (String, String)>,
+    #[serde(default)]
+    pub observation_status: BTreeMap<String, String>,
+    #[serde(default)]
+    pub coding_systems: BTreeMap<String, String>,
+}
+
+impl SenderOverride {
+    fn matches(&self, application: &str, facility: &str) -> bool {
+        let is = |want: &Option<String>, got: &str| {
+            want.as_deref()
+                .is_none_or(|w| w.eq_ignore_ascii_case(got.split('^').next().unwrap_or(got).trim()))
+        };
+        is(&self.application, application) && is(&self.facility, facility)
+    }
+
+    fn apply(&self, base: &Tables) -> Tables {
+        let mut t = base.clone();
+        t.senders.clear();
+        t.resolved.clear();
+        if let Some(v) = &self.default_timezone {
+            t.default_timezone = v.clone();
+        }
+        if let Some(v) = self.visit_number_field {
+            t.visit_number_field = v;
+        }
+        if let Some(v) = &self.patient_id_types {
+            t.patient_id_types = v.clone();
+        }
+        t.event_encounter_status.extend(self.event_encounter_status.clone());
+        t.patient_class_status.extend(self.patient_class_status.clone());
+        t.patient_class.extend(self.patient_class.clone());
+        t.observation_status.extend(self.observation_status.clone());
+        t.coding_systems.extend(self.coding_systems.clone());
+        t
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,14 +137,44 @@ impl Tables {
     }
 
     pub fn parse(text: &str, name: &str) -> Result<Self, TablesError> {
-        let t: Tables = toml::from_str(text).map_err(|e| TablesError::Parse(name.into(), e))?;
+        let mut t: Tables = toml::from_str(text).map_err(|e| TablesError::Parse(name.into(), e))?;
         t.check()
             .map_err(|e| TablesError::Invalid(name.into(), e))?;
+        let mut resolved = Vec::with_capacity(t.senders.len());
+        for (i, o) in t.senders.iter().enumerate() {
+            if o.application.is_none() && o.facility.is_none() {
+                return Err(TablesError::Invalid(
+                    name.into(),
+                    format!("sender override {} matches no sender: give application and/or facility", i + 1),
+                ));
+            }
+            let merged = o.apply(&t);
+            merged.check().map_err(|e| {
+                TablesError::Invalid(name.into(), format!("sender override {}: {e}", i + 1))
+            })?;
+            resolved.push(merged);
+        }
+        t.resolved = resolved;
         Ok(t)
+    }
+
+    /// The tables for one sender: its override merged over the base, or the base.
+    pub fn for_sender(&self, application: &str, facility: &str) -> &Tables {
+        self.senders
+            .iter()
+            .zip(&self.resolved)
+            .find(|(o, _)| o.matches(application, facility))
+            .map_or(self, |(_, t)| t)
     }
 
     /// Values must be codes FHIR R4 allows; the timezone must be an offset.
     fn check(&self) -> Result<(), String> {
+        if !matches!(self.visit_number_field, 19 | 50) {
+            return Err(format!(
+                "visit_number_field = {} (the visit number is PV1-19, or PV1-50 alternate visit ID)",
+                self.visit_number_field
+            ));
+        }
         // "+hh:mm" exactly as FHIR writes it, in FHIR's range (see `datatypes::offset`).
         let tz = &self.default_timezone;
         let tz_ok = tz.len() == 6
@@ -182,6 +285,49 @@ mod tests {
             Some("http://terminology.hl7.org/CodeSystem/v2-0078")
         );
         assert_eq!(t.system_uri("L").as_deref(), Some("urn:hl7v2:codesystem:L"));
+    }
+
+    fn with_override(extra: &str) -> Result<Tables, TablesError> {
+        Tables::parse(&format!("{DEFAULT}\n{extra}"), "test.toml")
+    }
+
+    #[test]
+    fn a_sender_override_applies_to_its_sender_only_and_inherits_the_rest() {
+        let t = with_override(
+            "[[sender]]\nfacility = \"HOPITAL\"\ndefault_timezone = \"+01:00\"\nvisit_number_field = 50\n[sender.observation_status]\nF = \"preliminary\"\n",
+        )
+        .unwrap();
+        let h = t.for_sender("ANYAPP", "HOPITAL");
+        assert_eq!(h.default_timezone, "+01:00");
+        assert_eq!(h.visit_number_field, 50);
+        assert_eq!(h.observation_status["F"], "preliminary");
+        assert_eq!(h.observation_status["C"], "corrected", "other rows are inherited");
+        let other = t.for_sender("ANYAPP", "GENHOSP");
+        assert_eq!(other.default_timezone, "+00:00");
+        assert_eq!(other.observation_status["F"], "final");
+    }
+
+    #[test]
+    fn overrides_match_on_application_and_facility_and_the_first_match_wins() {
+        let t = with_override(
+            "[[sender]]\napplication = \"LAB\"\nfacility = \"A\"\ndefault_timezone = \"+02:00\"\n[[sender]]\nfacility = \"A\"\ndefault_timezone = \"+03:00\"\n",
+        )
+        .unwrap();
+        assert_eq!(t.for_sender("LAB", "A").default_timezone, "+02:00");
+        assert_eq!(t.for_sender("lab", "A^1.2.3^ISO").default_timezone, "+02:00");
+        assert_eq!(t.for_sender("ADT", "A").default_timezone, "+03:00");
+        assert_eq!(t.for_sender("LAB", "B").default_timezone, "+00:00");
+    }
+
+    #[test]
+    fn a_bad_override_is_a_clear_error_naming_it() {
+        let e = with_override("[[sender]]\nfacility = \"A\"\ndefault_timezone = \"CET\"\n").unwrap_err();
+        assert!(e.to_string().contains("sender override 1"), "{e}");
+        let e = with_override("[[sender]]\ndefault_timezone = \"+01:00\"\n").unwrap_err();
+        assert!(e.to_string().contains("matches no sender"), "{e}");
+        let e = with_override("[[sender]]\nfacility = \"A\"\nvisit_number_field = 7\n").unwrap_err();
+        assert!(e.to_string().contains("visit_number_field"), "{e}");
+        assert!(with_override("[[sender]]\nfacility = \"A\"\nfavourite_colour = 1\n").is_err());
     }
 
     #[test]
