@@ -157,3 +157,29 @@ async fn transform_on_kafka_is_exactly_once_through_sigkills_and_a_rebalance() {
     }
     drop(bridge);
 }
+
+/// Exactly-once rests on co-partitioning; the stage refuses to run without
+/// it unless told to give exactly-once up.
+#[tokio::test(flavor = "multi_thread")]
+async fn transform_refuses_outputs_with_other_partition_counts_unless_at_least_once() {
+    let Some(broker) = Tansu::memory() else { return };
+    let cfg = kafka_config(&broker.brokers()).await;
+    hl7bridge::log::kafka::create_topics(&cfg, &["fhir.encounter".to_owned()], 3, 1)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::task::block_in_place(|| {
+        Command::new(bin())
+            .args(["transform", "--kafka-brokers", &broker.brokers(), "--registry-listen", ""])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    });
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fhir.encounter has 3") && err.contains("--at-least-once"),
+        "{err}"
+    );
+}
