@@ -40,6 +40,7 @@ fn adt_a01() -> Vec<u8> {
 }
 
 /// (LOINC code, name, value, UCUM unit, reference range, interpretation)
+#[rustfmt::skip]
 const ANALYTES: &[(&str, &str, &str, &str, &str, &str)] = &[
     ("2345-7", "Glucose [Mass/volume] in Serum or Plasma", "98", "mg/dL", "70-99", "N"),
     ("3094-0", "Urea nitrogen [Mass/volume] in Serum or Plasma", "24", "mg/dL", "7-20", "H"),

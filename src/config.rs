@@ -42,6 +42,8 @@ pub struct Config {
     pub ack_timeout: Duration,
     /// `text` or `json`.
     pub log_format: String,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; empty: nowhere.
+    pub metrics_listen: String,
     /// The Kafka backend; used instead of the embedded store when `brokers` is set.
     pub kafka: crate::log::kafka::KafkaConfig,
     /// The streaming stage (v2 -> FHIR R4 Avro).
@@ -104,6 +106,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(15 * 60),
             ack_timeout: Duration::from_secs(10),
             log_format: "text".into(),
+            metrics_listen: "127.0.0.1:9464".into(),
             kafka: Default::default(),
             transform: Default::default(),
         }
@@ -197,6 +200,9 @@ impl Config {
                 "transform.output_prefix",
                 "may contain only ASCII letters, digits, '.', '_' and '-'",
             );
+        }
+        if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<SocketAddr>().is_err() {
+            return invalid("metrics_listen", "must be host:port, or empty for none");
         }
         if !self.transform.registry_listen.is_empty()
             && self.transform.registry_listen.parse::<SocketAddr>().is_err()

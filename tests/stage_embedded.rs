@@ -147,7 +147,7 @@ async fn transform_killed_mid_stream_emits_every_output_exactly_once() {
     let want: usize = inputs(&reader).iter().map(|r| expected_output_count(&r.value)).sum();
     let spawn = || {
         std::process::Command::new(bin())
-            .args(["transform", "--registry-listen", "", "--batch", "16", "--data-dir"])
+            .args(["transform", "--registry-listen", "", "--metrics-listen", "", "--batch", "16", "--data-dir"])
             .arg(dir.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

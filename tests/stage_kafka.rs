@@ -24,6 +24,7 @@ const WAIT: Duration = Duration::from_secs(120);
 fn transform(brokers: &str, registry: &str, dir: &std::path::Path) -> Child {
     Command::new(bin())
         .args(["transform", "--kafka-brokers", brokers, "--schema-registry-url", registry])
+        .args(["--metrics-listen", ""])
         // A killed member is noticed after this, not librdkafka's default 45 s.
         .args(["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"])
         .arg("--data-dir")
@@ -171,6 +172,7 @@ async fn transform_refuses_outputs_with_other_partition_counts_unless_at_least_o
     let out = tokio::task::block_in_place(|| {
         Command::new(bin())
             .args(["transform", "--kafka-brokers", &broker.brokers(), "--registry-listen", ""])
+            .args(["--metrics-listen", ""])
             .arg("--data-dir")
             .arg(dir.path())
             .output()

@@ -1,6 +1,8 @@
 //! The `hl7bridge` command.
 
 mod convert;
+mod inspect;
+mod reconcile;
 mod replay;
 mod serve;
 mod tail;
@@ -41,6 +43,12 @@ enum Command {
     Transform(transform::TransformArgs),
     /// Print FHIR R4 resources mapped from HL7 v2 files, offline.
     Convert(convert::ConvertArgs),
+    /// Print HL7 v2 files as a readable tree (named fields, components,
+    /// decoded escapes) and flag structural problems; exits 1 if any.
+    Inspect(inspect::InspectArgs),
+    /// Check that every raw record has its outcome on the FHIR topics (or is a
+    /// counted no-content or sender duplicate); exit 1 on any finding.
+    Reconcile(reconcile::ReconcileArgs),
     /// Check mapping files.
     Mappings {
         #[command(subcommand)]
@@ -69,6 +77,7 @@ pub struct StoreArgs {
     /// Log format: text or json.
     #[arg(long, env = "HL7BRIDGE_LOG_FORMAT")]
     pub log_format: Option<String>,
+
     /// Kafka bootstrap servers (host:port,...); selects the Kafka backend.
     #[arg(long, env = "HL7BRIDGE_KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
@@ -141,6 +150,7 @@ impl StoreArgs {
         if let Some(v) = &self.log_format {
             c.log_format = v.clone();
         }
+
         if let Some(v) = &self.kafka_brokers {
             c.kafka.brokers = v.clone();
         }
@@ -208,7 +218,9 @@ pub fn main() -> ExitCode {
         Command::Tail(args) => tail::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Inspect(args) => inspect::run(args),
         Command::Transform(args) => transform::run(args),
+        Command::Reconcile(args) => reconcile::run(args),
         Command::Mappings {
             action: MappingsAction::Check { mappings },
         } => check_mappings(mappings),

@@ -141,6 +141,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let metrics = transform::start_metrics(&cfg, Some(Arc::new(registry)), background.clone()).await?;
     server.run(shutdown).await;
     background.cancel();
     if let Some(stage) = stage {
@@ -150,7 +151,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             Err(e) => tracing::error!(error = %e, "transform stage panicked"),
         }
     }
-    if let Some(h) = registry_http {
+    for h in [registry_http, metrics].into_iter().flatten() {
         let _ = h.await;
     }
     backend.close();

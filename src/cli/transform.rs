@@ -60,6 +60,9 @@ pub struct StageArgs {
     /// Where the embedded registry serves its HTTP API ("" for nowhere) [default: 127.0.0.1:8081].
     #[arg(long, env = "HL7BRIDGE_REGISTRY_LISTEN")]
     registry_listen: Option<String>,
+    /// Where /metrics, /healthz and /readyz are served ("" for nowhere) [default: 127.0.0.1:9464].
+    #[arg(long, env = "HL7BRIDGE_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// Sender duplicates are emitted once within this window, e.g. 7d [default: 7d].
     #[arg(long, env = "HL7BRIDGE_DEDUP_WINDOW", value_parser = humantime::parse_duration)]
     dedup_window: Option<Duration>,
@@ -82,6 +85,9 @@ impl StageArgs {
         }
         if let Some(v) = self.dedup_window {
             t.dedup_window = v;
+        }
+        if let Some(v) = &self.metrics_listen {
+            c.metrics_listen = v.clone();
         }
     }
 }
@@ -113,6 +119,7 @@ async fn transform(cfg: Config, batch: usize) -> anyhow::Result<()> {
     tokio::spawn(super::serve::signal_on_shutdown(shutdown.clone()));
     let (registry, http) = open_registry(&cfg, shutdown.clone()).await?;
     let stage = Arc::new(build_stage(&cfg, &registry).await?);
+    let metrics = start_metrics(&cfg, Some(Arc::new(registry)), shutdown.clone()).await?;
     if cfg.kafka.enabled() {
         println!(
             "hl7bridge transform consuming from kafka at {} (group {})",
@@ -139,7 +146,7 @@ async fn transform(cfg: Config, batch: usize) -> anyhow::Result<()> {
         result.context("the embedded transform stage stopped")?;
     }
     shutdown.cancel();
-    if let Some(h) = http {
+    for h in [http, metrics].into_iter().flatten() {
         let _ = h.await;
     }
     Ok(())
@@ -178,6 +185,33 @@ pub async fn build_stage(cfg: &Config, registry: &SchemaRegistry) -> anyhow::Res
     Stage::new(&stage_config(cfg), mapper(cfg)?, registry)
         .await
         .context("registering the FHIR Avro schemas")
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `metrics_listen`, unless empty.
+pub async fn start_metrics(
+    cfg: &Config,
+    registry: Option<Arc<SchemaRegistry>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let listen = cfg.metrics_listen.trim();
+    if listen.is_empty() {
+        return Ok(None);
+    }
+    let handle = crate::metrics::install().map_err(|e| anyhow::anyhow!("installing metrics: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the metrics endpoint to {listen}"))?;
+    println!("hl7bridge metrics on http://{}", listener.local_addr()?);
+    let ready = crate::metrics::Readiness {
+        store: (!cfg.kafka.enabled()).then(|| cfg.data_dir.clone()),
+        kafka: cfg.kafka.enabled().then(|| cfg.kafka.clone()),
+        registry,
+    };
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = crate::metrics::serve(listener, handle, ready, shutdown).await {
+            tracing::error!(error = %e, "metrics endpoint failed");
+        }
+    })))
 }
 
 /// The registry named by the config, or the embedded one in the data

@@ -3,6 +3,7 @@ pub mod ack;
 pub mod batch;
 pub mod charset;
 pub mod error;
+pub mod fields;
 pub mod message;
 pub mod patient_key;
 

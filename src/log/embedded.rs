@@ -603,6 +603,24 @@ impl EmbeddedReader {
             .flatten()
             .unwrap_or(0))
     }
+
+    /// Like [`read_topics`](Self::read_topics) without the values (left
+    /// empty): for walking headers, e.g. the provenance of outputs, without
+    /// loading every payload.
+    pub fn read_topics_meta(
+        &self,
+        topics: &[String],
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, LogError> {
+        let list = serde_json::to_string(topics).unwrap_or_else(|_| "[]".into());
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, topic, partition, offset, timestamp_ms, key, headers, X'' FROM records
+             WHERE id > ?2 AND topic IN (SELECT value FROM json_each(?1)) ORDER BY id LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![list, after_id, limit as i64], stored_record)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::codec::FramedRead;
+
+use crate::internal_events as ev;
 use tokio_util::sync::CancellationToken;
 
 use crate::intake::{FrameWork, Intake, Origin};
@@ -70,7 +72,7 @@ impl Connection {
         let closed = loop {
             let junk = reader.decoder_mut().take_junk_bytes();
             if junk > 0 {
-                tracing::warn!(peer = %self.peer, junk_bytes = junk, "discarded bytes outside MLLP frames");
+                ev::JunkDiscarded { peer: &self.peer, bytes: junk }.emit();
             }
             if let Some(reason) = draining {
                 if pending.is_empty() {
@@ -114,7 +116,7 @@ impl Connection {
                             pending.push_back(self.handle(payload));
                         }
                         Some(Err(MllpError::Oversize { limit, head })) => {
-                            tracing::warn!(peer = %self.peer, limit_bytes = limit, "MLLP frame exceeds max_message_bytes; rejecting and closing");
+                            ev::OversizeFrame { peer: &self.peer, limit }.emit();
                             let work = self.intake.oversize(head, limit, &self.origin());
                             pending.push_back(self.store_and_reply(work));
                             draining = Some(Closed::Oversize);
@@ -162,10 +164,17 @@ impl Connection {
         let log = self.log.clone();
         let ack_timeout = self.limits.ack_timeout;
         let peer = self.peer.clone();
+        // ACK latency runs from here: the frame is complete and read.
+        let received = Instant::now();
         Box::pin(async move {
             let mut work = work;
             let records = std::mem::take(&mut work.records);
             let n = records.len();
+            let dead: Vec<String> = records
+                .iter()
+                .filter(|r| r.topic.ends_with("dlq"))
+                .map(|r| r.topic.clone())
+                .collect();
             let started = Instant::now();
             let stored = match timeout(ack_timeout, log.append(records)).await {
                 Ok(Ok(positions)) => {
@@ -203,13 +212,48 @@ impl Connection {
                     );
                 }
             }
+            ev::StoreCommitted {
+                backend: log.kind(),
+                ok: stored,
+                latency: started.elapsed(),
+            }
+            .emit();
+            if stored {
+                for topic in &dead {
+                    ev::DeadLettered { topic }.emit();
+                }
+            }
+            let reply = intake.reply(&work, stored);
+            let latency = received.elapsed();
+            for item in &work.items {
+                let h = item.header.as_ref();
+                ev::MessageReceived {
+                    message_type: h.map_or("", |h| h.message_type.as_str()),
+                    trigger_event: h.map_or("", |h| h.trigger_event.as_str()),
+                    accepted: item.verdict.is_ok(),
+                }
+                .emit();
+                if let Some(code) = item.ack_code(stored) {
+                    let error_code = match (&item.verdict, stored) {
+                        (_, false) => Some(crate::hl7::error::ErrorCode::ApplicationInternal.code()),
+                        (Err(r), true) => Some(r.code.code()),
+                        (Ok(()), true) => None,
+                    };
+                    ev::AckSent {
+                        code: code.as_str(),
+                        error_code,
+                        latency,
+                    }
+                    .emit();
+                }
+            }
             tracing::trace!(
                 records = n,
                 elapsed_us = started.elapsed().as_micros() as u64,
                 stored,
                 "frame done"
             );
-            intake.reply(&work, stored)
+            reply
         })
     }
 }

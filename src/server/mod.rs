@@ -8,7 +8,10 @@
 pub mod connection;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use crate::internal_events as ev;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -38,6 +41,7 @@ impl Server {
         let listen = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let slots = Arc::new(Semaphore::new(self.max_connections));
         let tracker = TaskTracker::new();
+        let open = Arc::new(AtomicUsize::new(0));
         tracing::info!(listen = %listen, backend = self.log.kind(), max_connections = self.max_connections, "MLLP listener ready");
         loop {
             let accepted = tokio::select! {
@@ -54,7 +58,7 @@ impl Server {
                 }
             };
             let Ok(permit) = slots.clone().try_acquire_owned() else {
-                tracing::warn!(peer = %peer, max_connections = self.max_connections, "connection refused: max_connections reached");
+                ev::ConnectionRefused { peer: &peer.to_string(), max_connections: self.max_connections }.emit();
                 drop(socket);
                 continue;
             };
@@ -66,10 +70,13 @@ impl Server {
                 peer: peer.to_string(),
             };
             let token = shutdown.clone();
+            let open = open.clone();
+            ev::ConnectionsOpen(open.fetch_add(1, Ordering::Relaxed) + 1).emit();
             tracker.spawn(async move {
                 tracing::info!(peer = %peer, "connection opened");
                 let why = conn.run(socket, token).await;
                 tracing::info!(peer = %peer, reason = ?why, "connection closed");
+                ev::ConnectionsOpen(open.fetch_sub(1, Ordering::Relaxed) - 1).emit();
                 drop(permit);
             });
         }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::dedup::{self, DedupKey};
 use super::{now_ms, Source, Stage, StageConfig, StageError};
 use crate::log::embedded::{EmbeddedLog, EmbeddedReader, Seen, StageCommit, StoredRecord};
+use crate::internal_events as ev;
 use crate::log::Record;
 
 /// Dedup entries are pruned at most this often.
@@ -34,6 +35,8 @@ struct Batch {
     records: Vec<Record>,
     commit: StageCommit,
     inputs: usize,
+    /// `bridge.received_at` of each input that produced resources.
+    received_at: Vec<String>,
 }
 
 impl EmbeddedStage {
@@ -75,8 +78,16 @@ impl EmbeddedStage {
                 }
             };
             let last_id = batch.commit.last_id;
+            let outcomes = batch.commit.outcomes.clone();
             match self.log.commit_stage(batch.records, batch.commit).await {
                 Ok(positions) => {
+                    for received_at in &batch.received_at {
+                        ev::EndToEnd { received_at }.emit();
+                    }
+                    for (i, (outcome, n)) in outcomes.iter().enumerate() {
+                        let outputs = if i == 0 { positions.len() as u64 } else { 0 };
+                        ev::TransformCommitted { outcome, records: *n, outputs }.emit();
+                    }
                     tracing::debug!(inputs = batch.inputs, outputs = positions.len(), last_id, "stage batch committed");
                     cursor = last_id;
                     if prune {
@@ -128,6 +139,7 @@ fn build(
     let mut counts: HashMap<&'static str, u64> = HashMap::new();
     let mut in_batch: HashMap<DedupKey, String> = HashMap::new();
     let mut records = Vec::new();
+    let mut received_at = Vec::new();
     for input in &inputs {
         let src = source(input);
         let key = dedup::key(&src);
@@ -137,19 +149,24 @@ fn build(
                 None => reader.seen(&k.sender, &k.control_id, &k.digest, since)?,
             };
             if first.is_some_and(|f| f != src.coordinates()) {
-                tracing::info!(
-                    topic = src.topic,
-                    partition = src.partition,
-                    offset = src.offset,
-                    control_id = %k.control_id,
-                    "sender duplicate not emitted"
-                );
+                ev::DuplicateSkipped {
+                    topic: src.topic,
+                    partition: src.partition,
+                    offset: src.offset,
+                    control_id: &k.control_id,
+                }
+                .emit();
                 *counts.entry("duplicate").or_default() += 1;
                 continue;
             }
         }
         let outcome = stage.process(&src);
         *counts.entry(outcome.name()).or_default() += 1;
+        if matches!(outcome, super::Outcome::Resources(_)) {
+            if let Some(at) = src.header(crate::intake::headers::RECEIVED_AT) {
+                received_at.push(at.to_owned());
+            }
+        }
         records.extend(outcome.into_records());
         if let Some(k) = key {
             in_batch.insert(k.clone(), src.coordinates());
@@ -167,6 +184,7 @@ fn build(
         records,
         commit,
         inputs: inputs.len(),
+        received_at,
     }))
 }
 

@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use super::dedup::{self, DedupKey, DedupStore};
 use super::{headers as sh, Outcome, Source, Stage, StageConfig, StageError};
 use crate::config::Config;
+use crate::internal_events as ev;
 use crate::log::kafka::{self as kafka_log, KafkaConfig};
 use crate::log::{LogError, Record};
 
@@ -236,9 +237,13 @@ impl KafkaStage {
                 _ = shutdown.cancelled() => break,
                 done = pending.next(), if !pending.is_empty() => {
                     let Some(done) = done else { continue };
-                    let Done { topic, partition, offset, seen, result } = done;
+                    let Done { topic, partition, offset, seen, result, outcome, outputs, received_at } = done;
                     if let Err(e) = result {
                         return Err(StageError::Setup(format!("output delivery failed: {e}")));
+                    }
+                    ev::TransformCommitted { outcome, records: 1, outputs }.emit();
+                    if let Some(received_at) = &received_at {
+                        ev::EndToEnd { received_at }.emit();
                     }
                     dedup.delivered(seen)?;
                     // Only an owned partition can store; a revoked one just skips.
@@ -254,9 +259,10 @@ impl KafkaStage {
                         let state = tokio::task::block_in_place(|| recover(&reader, &outputs, partition))?;
                         parts.insert(partition, state);
                     }
-                    let (deliveries, seen) = self
+                    let Sent { deliveries, seen, outcome, received_at } = self
                         .handle(&producer, &m, parts.get_mut(&partition), layout, &mut dedup)
                         .await?;
+                    let outputs = deliveries.len() as u64;
                     let (topic, offset) = (m.topic().to_owned(), m.offset());
                     pending.push_back(async move {
                         let mut result = Ok(());
@@ -267,13 +273,13 @@ impl KafkaStage {
                                 Err(_) => result = Err("delivery canceled".to_owned()),
                             }
                         }
-                        Done { topic, partition, offset, seen, result }
+                        Done { topic, partition, offset, seen, result, outcome, outputs, received_at }
                     });
                 }
             }
         }
         // Clean stop: deliver what is in flight, then store its offsets.
-        while let Some(Done { topic, partition, offset, seen, result }) = pending.next().await {
+        while let Some(Done { topic, partition, offset, seen, result, .. }) = pending.next().await {
             if result.is_ok() {
                 dedup.delivered(seen)?;
                 let _ = consumer.store_offset(&topic, partition, offset + 1);
@@ -295,7 +301,7 @@ impl KafkaStage {
         state: Option<&mut PartitionState>,
         layout: Layout,
         dedup: &mut Dedup,
-    ) -> Result<(Vec<rdkafka::producer::DeliveryFuture>, Option<Seen>), StageError> {
+    ) -> Result<Sent, StageError> {
         let headers = kafka_log::message_headers(m);
         let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
         let src = Source {
@@ -311,22 +317,27 @@ impl KafkaStage {
             Some((k, coords)) => dedup.first(k)?.is_some_and(|first| first != *coords),
             None => false,
         };
+        let mut name = "duplicate";
         let mut records: Vec<Record> = if duplicate {
-            tracing::info!(
-                topic = src.topic,
-                partition = src.partition,
-                offset = src.offset,
-                control_id = src.header(crate::intake::headers::CONTROL_ID).unwrap_or(""),
-                "sender duplicate not emitted"
-            );
+            ev::DuplicateSkipped {
+                topic: src.topic,
+                partition: src.partition,
+                offset: src.offset,
+                control_id: src.header(crate::intake::headers::CONTROL_ID).unwrap_or(""),
+            }
+            .emit();
             Vec::new()
         } else {
             let outcome = self.stage.process(&src);
             if let Outcome::NoContent = outcome {
                 tracing::debug!(topic = src.topic, partition = src.partition, offset = src.offset, "no FHIR content");
             }
+            name = outcome.name();
             outcome.into_records()
         };
+        let received_at = (name == "resources")
+            .then(|| src.header(crate::intake::headers::RECEIVED_AT).map(str::to_owned))
+            .flatten();
         let seen = seen.filter(|_| !duplicate);
         if let Some((k, coords)) = &seen {
             dedup.in_flight.insert(k.clone(), coords.clone());
@@ -351,8 +362,21 @@ impl KafkaStage {
                 }
             }
         }
-        Ok((out, seen))
+        Ok(Sent {
+            deliveries: out,
+            seen,
+            outcome: name,
+            received_at,
+        })
     }
+}
+
+/// What `handle` sent for one input record.
+struct Sent {
+    deliveries: Vec<rdkafka::producer::DeliveryFuture>,
+    seen: Option<Seen>,
+    outcome: &'static str,
+    received_at: Option<String>,
 }
 
 /// One input record whose outputs have all been delivered (or failed).
@@ -362,6 +386,9 @@ struct Done {
     offset: i64,
     seen: Option<Seen>,
     result: Result<(), String>,
+    outcome: &'static str,
+    outputs: u64,
+    received_at: Option<String>,
 }
 
 /// A dedup entry: the key and the `topic/partition/offset` that carried it first.

@@ -30,10 +30,43 @@ impl Bridge {
         (b, url.expect("registry line"))
     }
 
+    /// Like `serve`, with /metrics, /healthz and /readyz on an ephemeral
+    /// port; also returns their base URL.
+    pub fn serve_with_metrics(data_dir: &Path, extra: &[&str]) -> (Self, String) {
+        let mut args = vec!["--metrics-listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let (b, url) = Self::start_reading(data_dir, &args, false, true);
+        (b, url.expect("metrics line"))
+    }
+
     fn start(data_dir: &Path, extra: &[&str], registry: bool) -> (Self, Option<String>) {
+        Self::start_reading(data_dir, extra, registry, false)
+    }
+
+    /// Starts serve and reads its announcement lines: listening, then the
+    /// registry's URL (if `registry`), then the metrics URL (if `metrics`).
+    fn start_reading(
+        data_dir: &Path,
+        extra: &[&str],
+        registry: bool,
+        metrics_line: bool,
+    ) -> (Self, Option<String>) {
         let listen = if registry { "127.0.0.1:0" } else { "" };
+        // Tests run in parallel: no fixed ports unless a test asks for them.
+        let metrics: &[&str] = if extra.contains(&"--metrics-listen") {
+            &[]
+        } else {
+            &["--metrics-listen", ""]
+        };
         let mut child = Command::new(bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--registry-listen", listen])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--registry-listen",
+                listen,
+            ])
+            .args(metrics)
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
@@ -50,16 +83,18 @@ impl Bridge {
             .nth(3)
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-        let url = registry.then(|| {
+        let mut url_line = || {
             let mut l = String::new();
             lines.read_line(&mut l).unwrap();
             l.split_whitespace()
                 .last()
                 .filter(|u| u.starts_with("http://"))
-                .unwrap_or_else(|| panic!("unexpected registry line: {l:?}"))
+                .unwrap_or_else(|| panic!("unexpected announcement line: {l:?}"))
                 .to_owned()
-        });
-        (Self { child, addr }, url)
+        };
+        let registry_url = registry.then(&mut url_line);
+        let metrics_url = metrics_line.then(&mut url_line);
+        (Self { child, addr }, metrics_url.or(registry_url))
     }
 
     /// SIGKILL: no chance to flush or drain anything.

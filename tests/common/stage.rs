@@ -23,9 +23,15 @@ pub fn output_id(r: &StoredRecord) -> OutputId {
     (
         r.topic.clone(),
         r.header("source.topic").unwrap_or_default().to_owned(),
-        r.header("source.partition").and_then(|o| o.parse().ok()).unwrap_or(-1),
-        r.header("source.offset").and_then(|o| o.parse().ok()).unwrap_or(-1),
-        r.header("source.index").and_then(|o| o.parse().ok()).unwrap_or(usize::MAX),
+        r.header("source.partition")
+            .and_then(|o| o.parse().ok())
+            .unwrap_or(-1),
+        r.header("source.offset")
+            .and_then(|o| o.parse().ok())
+            .unwrap_or(-1),
+        r.header("source.index")
+            .and_then(|o| o.parse().ok())
+            .unwrap_or(usize::MAX),
     )
 }
 

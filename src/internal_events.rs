@@ -1,0 +1,210 @@
+//! Observable events. Each type records its Prometheus metrics (and, where
+//! the event deserves one, its log line) in one place, so the two never
+//! drift apart. Labels carry message types, codes, topics and backends only:
+//! never content, patient keys or peers' data.
+//!
+//! Without an installed recorder (tests, `convert`) the metrics are no-ops.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+
+pub const MESSAGES_RECEIVED: &str = "hl7bridge_messages_received_total";
+pub const ACKS_SENT: &str = "hl7bridge_acks_total";
+pub const NAKS: &str = "hl7bridge_naks_total";
+pub const ACK_LATENCY: &str = "hl7bridge_ack_latency_seconds";
+pub const STORE_COMMIT: &str = "hl7bridge_store_commit_seconds";
+pub const STORE_FAILURES: &str = "hl7bridge_store_failures_total";
+pub const DLQ_RECORDS: &str = "hl7bridge_dlq_records_total";
+pub const JUNK_BYTES: &str = "hl7bridge_junk_bytes_total";
+pub const OVERSIZE_FRAMES: &str = "hl7bridge_oversize_frames_total";
+pub const OPEN_CONNECTIONS: &str = "hl7bridge_open_connections";
+pub const REFUSED_CONNECTIONS: &str = "hl7bridge_refused_connections_total";
+pub const TRANSFORM_IN: &str = "hl7bridge_transform_records_in_total";
+pub const TRANSFORM_OUT: &str = "hl7bridge_transform_records_out_total";
+pub const TRANSFORM_LAG: &str = "hl7bridge_transform_lag_records";
+pub const DEDUP_HITS: &str = "hl7bridge_dedup_hits_total";
+pub const END_TO_END: &str = "hl7bridge_end_to_end_seconds";
+
+/// A message read from a frame. Labels come from the peer, so they are
+/// bounded: rejected messages count as type "rejected", and a trigger that
+/// is not three letters or digits counts as "other".
+pub struct MessageReceived<'a> {
+    pub message_type: &'a str,
+    pub trigger_event: &'a str,
+    pub accepted: bool,
+}
+
+impl MessageReceived<'_> {
+    pub fn emit(&self) {
+        let short = |s: &str| {
+            if s.len() == 3 && s.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                s.to_ascii_uppercase()
+            } else {
+                "other".to_owned()
+            }
+        };
+        let (t, e) = if self.accepted {
+            (short(self.message_type), short(self.trigger_event))
+        } else {
+            ("rejected".to_owned(), "other".to_owned())
+        };
+        counter!(MESSAGES_RECEIVED, "type" => t, "trigger" => e).increment(1);
+    }
+}
+
+/// One ACK (or NAK) sent; `error_code` is the ERR code of a NAK.
+pub struct AckSent<'a> {
+    pub code: &'a str,
+    pub error_code: Option<u16>,
+    pub latency: Duration,
+}
+
+impl AckSent<'_> {
+    pub fn emit(&self) {
+        counter!(ACKS_SENT, "code" => self.code.to_owned()).increment(1);
+        if let Some(e) = self.error_code {
+            counter!(NAKS, "error_code" => e.to_string()).increment(1);
+        }
+        histogram!(ACK_LATENCY).record(self.latency.as_secs_f64());
+    }
+}
+
+/// A durable append finished (or failed, or timed out).
+pub struct StoreCommitted {
+    pub backend: &'static str,
+    pub ok: bool,
+    pub latency: Duration,
+}
+
+impl StoreCommitted {
+    pub fn emit(&self) {
+        histogram!(STORE_COMMIT, "backend" => self.backend).record(self.latency.as_secs_f64());
+        if !self.ok {
+            counter!(STORE_FAILURES, "backend" => self.backend).increment(1);
+        }
+    }
+}
+
+/// A record written to a dead-letter topic.
+pub struct DeadLettered<'a> {
+    pub topic: &'a str,
+}
+
+impl DeadLettered<'_> {
+    pub fn emit(&self) {
+        counter!(DLQ_RECORDS, "topic" => self.topic.to_owned()).increment(1);
+    }
+}
+
+/// Bytes outside MLLP frames, discarded.
+pub struct JunkDiscarded<'a> {
+    pub peer: &'a str,
+    pub bytes: u64,
+}
+
+impl JunkDiscarded<'_> {
+    pub fn emit(&self) {
+        tracing::warn!(peer = %self.peer, junk_bytes = self.bytes, "discarded bytes outside MLLP frames");
+        counter!(JUNK_BYTES).increment(self.bytes);
+    }
+}
+
+/// A frame larger than `max_message_bytes`.
+pub struct OversizeFrame<'a> {
+    pub peer: &'a str,
+    pub limit: usize,
+}
+
+impl OversizeFrame<'_> {
+    pub fn emit(&self) {
+        tracing::warn!(peer = %self.peer, limit_bytes = self.limit, "MLLP frame exceeds max_message_bytes; rejecting and closing");
+        counter!(OVERSIZE_FRAMES).increment(1);
+    }
+}
+
+/// The number of open MLLP connections changed.
+pub struct ConnectionsOpen(pub usize);
+
+impl ConnectionsOpen {
+    pub fn emit(&self) {
+        gauge!(OPEN_CONNECTIONS).set(self.0 as f64);
+    }
+}
+
+/// A connection turned away at `max_connections`.
+pub struct ConnectionRefused<'a> {
+    pub peer: &'a str,
+    pub max_connections: usize,
+}
+
+impl ConnectionRefused<'_> {
+    pub fn emit(&self) {
+        tracing::warn!(peer = %self.peer, max_connections = self.max_connections, "connection refused: max_connections reached");
+        counter!(REFUSED_CONNECTIONS).increment(1);
+    }
+}
+
+/// Raw records the stage has durably handled, by outcome (resources,
+/// no_content, duplicate, dead), and the FHIR records it wrote for them.
+pub struct TransformCommitted {
+    pub outcome: &'static str,
+    pub records: u64,
+    pub outputs: u64,
+}
+
+impl TransformCommitted {
+    pub fn emit(&self) {
+        counter!(TRANSFORM_IN, "outcome" => self.outcome).increment(self.records);
+        if self.outputs > 0 {
+            counter!(TRANSFORM_OUT).increment(self.outputs);
+        }
+    }
+}
+
+/// A sender resend (same facility, MSH-10 and bytes) not emitted again.
+pub struct DuplicateSkipped<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub control_id: &'a str,
+}
+
+impl DuplicateSkipped<'_> {
+    pub fn emit(&self) {
+        tracing::info!(
+            topic = self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            control_id = self.control_id,
+            "sender duplicate not emitted"
+        );
+        counter!(DEDUP_HITS).increment(1);
+    }
+}
+
+/// Raw records not yet handled by the stage.
+pub struct TransformLag(pub u64);
+
+impl TransformLag {
+    pub fn emit(&self) {
+        gauge!(TRANSFORM_LAG).set(self.0 as f64);
+    }
+}
+
+/// A raw record's FHIR outputs became durable: from its `bridge.received_at`
+/// (RFC 3339) to now. Unparseable or future stamps are not recorded.
+pub struct EndToEnd<'a> {
+    pub received_at: &'a str,
+}
+
+impl EndToEnd<'_> {
+    pub fn emit(&self) {
+        if let Some(age) = humantime::parse_rfc3339(self.received_at)
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+        {
+            histogram!(END_TO_END).record(age.as_secs_f64());
+        }
+    }
+}
