@@ -45,9 +45,9 @@ async fn metrics_count_messages_acks_naks_and_the_stage_and_health_is_reported()
 
     // The stage's counters land after its commit: poll briefly.
     let mut m = String::new();
-    for _ in 0..50 {
+    for _ in 0..100 {
         m = get(&format!("{url}/metrics")).await.1;
-        if m.contains("hl7bridge_end_to_end_seconds_count") {
+        if m.contains("hl7bridge_end_to_end_seconds_count") && m.contains("hl7bridge_transform_lag_records 0") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -66,6 +66,7 @@ async fn metrics_count_messages_acks_naks_and_the_stage_and_health_is_reported()
     assert_eq!(value(&m, "hl7bridge_transform_records_out_total"), 8.0);
     assert_eq!(value(&m, "hl7bridge_end_to_end_seconds_count"), 4.0);
     assert_eq!(value(&m, "hl7bridge_open_connections"), 1.0);
+    assert_eq!(value(&m, "hl7bridge_transform_lag_records"), 0.0, "the stage has caught up");
     for secret in ["TESTPATIENT", "P1", "P2"] {
         assert!(!m.contains(secret), "metrics must not carry content: {secret}");
     }

@@ -550,6 +550,15 @@ impl EmbeddedReader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// How many records of `topics` come after store id `after_id`: the stage's lag.
+    pub fn count_after(&self, topics: &[String], after_id: i64) -> Result<u64, LogError> {
+        let list = serde_json::to_string(topics).unwrap_or_else(|_| "[]".into());
+        Ok(self.conn.prepare_cached(
+            "SELECT COUNT(*) FROM records WHERE id > ?2 AND topic IN (SELECT value FROM json_each(?1))",
+        )?
+        .query_row(params![list, after_id], |r| r.get::<_, i64>(0))? as u64)
+    }
+
     /// Where the stage of `group` resumes: the last input id it committed (0 if none).
     pub fn stage_cursor(&self, group: &str) -> Result<i64, LogError> {
         Ok(self

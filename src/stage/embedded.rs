@@ -18,6 +18,8 @@ use crate::log::Record;
 
 /// Dedup entries are pruned at most this often.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// The lag gauge is refreshed at most this often (it counts rows).
+const LAG_EVERY: Duration = Duration::from_secs(5);
 
 pub struct EmbeddedStage {
     pub stage: Arc<Stage>,
@@ -47,10 +49,17 @@ impl EmbeddedStage {
             .await
             .map_err(|e| StageError::Setup(e.to_string()))??;
         let mut cursor = reader.stage_cursor(&self.cfg.group)?;
-        let mut last_prune = std::time::Instant::now() - PRUNE_EVERY;
+        let mut last_prune = std::time::Instant::now().checked_sub(PRUNE_EVERY).unwrap_or_else(std::time::Instant::now);
+        let mut last_lag = std::time::Instant::now().checked_sub(LAG_EVERY).unwrap_or_else(std::time::Instant::now);
         tracing::info!(group = %self.cfg.group, cursor, "transform stage started on the embedded store");
         while !shutdown.is_cancelled() {
             let prune = last_prune.elapsed() >= PRUNE_EVERY;
+            if last_lag.elapsed() >= LAG_EVERY {
+                last_lag = std::time::Instant::now();
+                if let Ok(n) = reader.count_after(&self.cfg.inputs, cursor) {
+                    ev::TransformLag(n).emit();
+                }
+            }
             let (r, built) = {
                 let stage = self.stage.clone();
                 let cfg = self.cfg.clone();
