@@ -135,6 +135,9 @@ struct Append {
 pub struct EmbeddedLog {
     tx: Mutex<Option<mpsc::Sender<Append>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Signalled after each ingest commit, so an in-process stage picks new
+    /// records up at once instead of on its next poll.
+    appended: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl EmbeddedLog {
@@ -153,6 +156,8 @@ impl EmbeddedLog {
         let mut state = WriterState::load(&conn, cfg.partitions)?;
         let (tx, mut rx) = mpsc::channel::<Append>(cfg.queue_depth.max(1));
         let max_batch = cfg.max_batch_records.max(1);
+        let appended = std::sync::Arc::new(tokio::sync::Notify::new());
+        let notify = appended.clone();
         let writer = std::thread::Builder::new()
             .name("hl7bridge-store".into())
             .spawn(move || {
@@ -176,6 +181,7 @@ impl EmbeddedLog {
                     if !plain.is_empty() {
                         tracing::trace!(appends = plain.len(), records = n, "group commit");
                         state.commit_and_reply(&mut conn, plain);
+                        notify.notify_one();
                     }
                     for a in stage {
                         state.commit_and_reply(&mut conn, vec![a]);
@@ -185,7 +191,14 @@ impl EmbeddedLog {
         Ok(Self {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            appended,
         })
+    }
+
+    /// Resolves after the next commit of appended records (or at once if one
+    /// happened since the last call).
+    pub fn appended(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.appended.clone()
     }
 
     /// Stops the writer after it has committed everything already queued.

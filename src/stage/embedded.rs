@@ -49,6 +49,7 @@ impl EmbeddedStage {
             .await
             .map_err(|e| StageError::Setup(e.to_string()))??;
         let mut cursor = reader.stage_cursor(&self.cfg.group)?;
+        let appended = self.log.appended();
         let mut last_prune = std::time::Instant::now().checked_sub(PRUNE_EVERY).unwrap_or_else(std::time::Instant::now);
         let mut last_lag = std::time::Instant::now().checked_sub(LAG_EVERY).unwrap_or_else(std::time::Instant::now);
         tracing::info!(group = %self.cfg.group, cursor, "transform stage started on the embedded store");
@@ -75,8 +76,11 @@ impl EmbeddedStage {
             let batch = match built {
                 Ok(Some(b)) => b,
                 Ok(None) => {
+                    // Woken by an in-process append; the poll catches appends
+                    // from another process (`transform --data-dir` beside `serve`).
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
+                        _ = appended.notified() => continue,
                         _ = tokio::time::sleep(self.poll) => continue,
                     }
                 }

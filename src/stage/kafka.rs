@@ -203,7 +203,6 @@ impl KafkaStage {
     async fn session(&self, shutdown: &CancellationToken, layout: Layout) -> Result<(), StageError> {
         let producer = self.producer()?;
         let consumer = self.consumer(producer.clone())?;
-        let reader = self.tail_reader()?;
         let inputs: Vec<&str> = self.cfg.inputs.iter().map(String::as_str).collect();
         consumer
             .subscribe(&inputs)
@@ -256,7 +255,11 @@ impl KafkaStage {
                     }
                     let partition = m.partition();
                     if layout.co_partitioned && !parts.contains_key(&partition) {
-                        let state = tokio::task::block_in_place(|| recover(&reader, &outputs, partition))?;
+                        // A reader per recovery, dropped after: an idle one keeps
+                        // fetching and reporting end-of-partition as errors.
+                        let state = tokio::task::block_in_place(|| {
+                            recover(&self.tail_reader()?, &outputs, partition)
+                        })?;
                         parts.insert(partition, state);
                     }
                     let Sent { deliveries, seen, outcome, received_at } = self
