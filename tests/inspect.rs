@@ -262,3 +262,34 @@ fn json_gives_the_same_tree_one_object_per_message() {
         })
     );
 }
+
+/// Snapshots: the whole tree of representative fixtures, compared with
+/// `tests/golden/inspect/<fixture>.txt`. After an intended change run
+/// `HL7BRIDGE_BLESS=1 cargo test --test inspect` and review the diff.
+#[test]
+fn inspect_output_matches_its_snapshots() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/inspect");
+    let bless = std::env::var("HL7BRIDGE_BLESS").is_ok_and(|v| v == "1");
+    let mut checked = 0;
+    for name in [
+        "oru_r01_v251.hl7",
+        "adt_a01_v251.hl7",
+        "adt_a01_latin1.hl7",
+        "batch_fhs_bhs.hl7",
+        "broken_bad_encoding_chars.hl7",
+    ] {
+        let (_, out) = inspect_fixture(name);
+        // The fixture path differs per checkout; the snapshot keeps the name.
+        let out = out.replace(&fixture("").display().to_string(), "fixtures/");
+        let snap = dir.join(name.replace(".hl7", ".txt"));
+        if bless {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&snap, &out).unwrap();
+        }
+        let want = std::fs::read_to_string(&snap)
+            .unwrap_or_else(|e| panic!("{}: {e} (bless with HL7BRIDGE_BLESS=1)", snap.display()));
+        assert_eq!(out, want, "inspect {name} differs from {}", snap.display());
+        checked += 1;
+    }
+    assert_eq!(checked, 5);
+}

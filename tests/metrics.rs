@@ -73,17 +73,35 @@ async fn metrics_count_messages_acks_naks_and_the_stage_and_health_is_reported()
     drop(bridge);
 }
 
+/// `/readyz` follows the broker: 200 while it answers, 503 once it is
+/// stopped, 200 again after it is back. `/healthz` stays 200 throughout.
 #[tokio::test(flavor = "multi_thread")]
-async fn readyz_is_503_when_the_broker_is_unreachable() {
+async fn readyz_flips_to_503_when_the_kafka_broker_stops_and_back_when_it_returns() {
+    let Some(mut broker) = common::tansu::Tansu::memory() else { return };
+    let brokers = broker.brokers();
     let dir = tempfile::tempdir().unwrap();
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = dead.local_addr().unwrap().port();
-    drop(dead);
-    let brokers = format!("127.0.0.1:{port}");
     let (bridge, url) = Bridge::serve_with_metrics(dir.path(), &["--kafka-brokers", &brokers]);
-    let (status, body) = get(&format!("{url}/readyz")).await;
-    assert_eq!(status, 503, "{body}");
+    let ready = || async { get(&format!("{url}/readyz")).await };
+    let wait_for = |want: u16| {
+        let ready = &ready;
+        async move {
+            for _ in 0..60 {
+                let (status, body) = ready().await;
+                if status == want {
+                    return body;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            panic!("/readyz never answered {want}");
+        }
+    };
+    let body = wait_for(200).await;
+    assert!(body.contains(r#""kafka":"ok""#), "{body}");
+    broker.stop();
+    let body = wait_for(503).await;
     assert!(body.contains("broker not reachable"), "{body}");
     assert_eq!(get(&format!("{url}/healthz")).await.0, 200, "alive though not ready");
+    broker.restart();
+    wait_for(200).await;
     drop(bridge);
 }
