@@ -174,15 +174,14 @@ impl Config {
                 return invalid(name, "must be greater than zero");
             }
         }
-        if !self
-            .topic_prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
-            return invalid(
-                "topic_prefix",
-                "may contain only ASCII letters, digits, '.', '_' and '-'",
-            );
+        let topic_safe = |p: &str| p.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        for (name, prefix) in [
+            ("topic_prefix", &self.topic_prefix),
+            ("transform.output_prefix", &self.transform.output_prefix),
+        ] {
+            if !topic_safe(prefix) {
+                return invalid(name, "may contain only ASCII letters, digits, '.', '_' and '-'");
+            }
         }
         if crate::hl7::Charset::fallback_from_config(&self.charset_fallback).is_err() {
             return invalid(
@@ -190,17 +189,7 @@ impl Config {
                 "unknown character set (try windows-1252, 8859/1 or none)",
             );
         }
-        if !self
-            .transform
-            .output_prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
-            return invalid(
-                "transform.output_prefix",
-                "may contain only ASCII letters, digits, '.', '_' and '-'",
-            );
-        }
+
         if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<SocketAddr>().is_err() {
             return invalid("metrics_listen", "must be host:port, or empty for none");
         }

@@ -554,11 +554,24 @@ impl EmbeddedReader {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<StoredRecord>, LogError> {
+        self.read_many(topics, after_id, limit, true)
+    }
+
+    fn read_many(
+        &self,
+        topics: &[String],
+        after_id: i64,
+        limit: usize,
+        values: bool,
+    ) -> Result<Vec<StoredRecord>, LogError> {
         let list = serde_json::to_string(topics).unwrap_or_else(|_| "[]".into());
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.conn.prepare_cached(if values {
             "SELECT id, topic, partition, offset, timestamp_ms, key, headers, value FROM records
-             WHERE id > ?2 AND topic IN (SELECT value FROM json_each(?1)) ORDER BY id LIMIT ?3",
-        )?;
+             WHERE id > ?2 AND topic IN (SELECT value FROM json_each(?1)) ORDER BY id LIMIT ?3"
+        } else {
+            "SELECT id, topic, partition, offset, timestamp_ms, key, headers, X'' FROM records
+             WHERE id > ?2 AND topic IN (SELECT value FROM json_each(?1)) ORDER BY id LIMIT ?3"
+        })?;
         let rows = stmt.query_map(params![list, after_id, limit as i64], stored_record)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -635,13 +648,7 @@ impl EmbeddedReader {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<StoredRecord>, LogError> {
-        let list = serde_json::to_string(topics).unwrap_or_else(|_| "[]".into());
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, topic, partition, offset, timestamp_ms, key, headers, X'' FROM records
-             WHERE id > ?2 AND topic IN (SELECT value FROM json_each(?1)) ORDER BY id LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![list, after_id, limit as i64], stored_record)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read_many(topics, after_id, limit, false)
     }
 }
 

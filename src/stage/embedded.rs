@@ -201,7 +201,8 @@ fn build(
     }))
 }
 
-fn source(r: &StoredRecord) -> Source<'_> {
+/// A stored record as the stage sees it.
+pub fn source(r: &StoredRecord) -> Source<'_> {
     Source {
         topic: &r.topic,
         partition: r.partition,
