@@ -3,6 +3,10 @@
 //! 0..source.count, a fhir.dlq entry, no FHIR content, or a sender
 //! duplicate), and an output lost, written twice or left without its raw
 //! record is found and named by coordinates and control ID, never content.
+//! The gap counts go to a Prometheus textfile with `--metrics-file`; on the
+//! embedded store `--repair` re-drives missing and partial records through
+//! the transform, idempotently, and reports what an append-only log cannot
+//! repair.
 
 mod common;
 
@@ -11,10 +15,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::process::{bin, Bridge};
-use common::stage::wait_for_stage;
+use common::stage::{
+    decoded_by_source, embedded_decoder, output_id, outputs, source_id, wait_for_stage, OutputId,
+};
 use common::tansu::Tansu;
 use common::{adt, kafka_config, oru, Client};
-use hl7bridge::log::embedded::{EmbeddedReader, DB_FILE};
+use hl7bridge::log::embedded::{EmbeddedReader, StoredRecord, DB_FILE};
+use hl7bridge::transform::{Mapped, Mapper};
 use serde_json::Value;
 
 const GROUP: &str = "hl7bridge-transform";
@@ -375,4 +382,286 @@ async fn on_kafka_records_are_pending_until_the_group_commits_then_accounted_for
     assert_eq!(summary(&report, "dead_lettered"), 1);
     assert_eq!(summary(&report, "findings"), 0);
     drop(bridge);
+}
+
+/// The store id of the output of the raw record at `src` on `topic` with this
+/// `source.index`.
+fn output_of(all: &[StoredRecord], topic: &str, src: &(String, i64, i64), index: usize) -> i64 {
+    all.iter()
+        .find(|r| output_id(r) == (topic.to_owned(), src.0.clone(), src.1 as i32, src.2, index))
+        .unwrap_or_else(|| panic!("no {topic} output {index} of {src:?}"))
+        .id
+}
+
+fn ids(all: &[StoredRecord]) -> Vec<OutputId> {
+    let mut v: Vec<OutputId> = all.iter().map(output_id).collect();
+    v.sort();
+    v
+}
+
+/// The gauges of a textfile written by `--metrics-file`, by name and labels.
+fn gauges(path: &Path) -> std::collections::HashMap<String, f64> {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.contains("# TYPE reconciliation_gap_count gauge\n"),
+        "{text}"
+    );
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (name, v) = l.rsplit_once(' ').unwrap();
+            (name.to_owned(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+fn gap_gauges(path: &Path) -> [f64; 5] {
+    let g = gauges(path);
+    let at = |k: &str| *g.get(k).unwrap_or_else(|| panic!("no {k} in {g:?}"));
+    let stamp = at("reconciliation_last_run_timestamp_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - 600.0..=now + 1.0).contains(&stamp), "{stamp}");
+    [
+        at("reconciliation_gap_count{finding=\"missing\"}"),
+        at("reconciliation_gap_count{finding=\"partial\"}"),
+        at("reconciliation_gap_count{finding=\"duplicated\"}"),
+        at("reconciliation_gap_count{finding=\"orphan\"}"),
+        at("reconciliation_pending_records"),
+    ]
+}
+
+/// Lost outputs are re-driven through the transform: the repaired store is
+/// the one the stage would have written (same outputs, same FHIR), a repeat
+/// writes nothing, and the gap gauges go back to zero.
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_re_drives_missing_and_partial_records_idempotently() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::serve(dir.path(), &[]);
+    send_all(
+        bridge.addr,
+        &[
+            adt("REP-ADT", "PHIMRN1"),
+            oru("REP-ORU", "PHIMRN2", 3),
+            unmappable_oru("REP-BAD"),
+            adt_without_pv1("REP-NONE", "PHIMRN3"),
+            // A resend after a lost ACK: stored twice, emitted once.
+            adt("REP-ADT", "PHIMRN1"),
+        ],
+    )
+    .await;
+    wait_for_stage(dir.path(), GROUP, WAIT);
+    bridge.terminate(Duration::from_secs(10));
+    let reader = EmbeddedReader::open(dir.path()).unwrap();
+    let written = outputs(&reader);
+    // REP-ORU: an Encounter, then its three Observations.
+    assert_eq!(written.len(), 1 + 4 + 1, "{:?}", ids(&written));
+
+    // Lost: REP-ADT's Encounter and REP-BAD's dead letter (missing), and the
+    // second of REP-ORU's Observations (partial).
+    let adt_src = raw_coordinates(dir.path(), "hl7v2.adt", "REP-ADT");
+    let oru_src = raw_coordinates(dir.path(), "hl7v2.oru", "REP-ORU");
+    let bad_src = raw_coordinates(dir.path(), "hl7v2.oru", "REP-BAD");
+    for id in [
+        output_of(&written, "fhir.encounter", &adt_src, 0),
+        output_of(&written, "fhir.observation", &oru_src, 2),
+        output_of(&written, "fhir.dlq", &bad_src, 0),
+    ] {
+        tamper(dir.path(), &format!("DELETE FROM records WHERE id = {id}"));
+    }
+    let metrics_dir = tempfile::tempdir().unwrap();
+    let prom = metrics_dir.path().join("hl7bridge_reconcile.prom");
+    let prom_arg = prom.to_str().unwrap();
+
+    let (code, report) = reconcile_json(dir.path(), &["--metrics-file", prom_arg]);
+    assert_eq!(code, 1, "{report:#}");
+    // With its first copy gone, the resend of REP-ADT is missing too.
+    assert_eq!(
+        (summary(&report, "missing"), summary(&report, "partial")),
+        (3, 1),
+        "{report:#}"
+    );
+    assert_eq!(report["gap_count"], 4, "{report:#}");
+    assert_eq!(gap_gauges(&prom), [3.0, 1.0, 0.0, 0.0, 0.0]);
+
+    let (code, report) = reconcile_json(dir.path(), &["--repair", "--metrics-file", prom_arg]);
+    assert_eq!(code, 0, "{report:#}");
+    let repair = &report["repair"];
+    assert_eq!(repair["before"]["gap_count"], 4, "{repair:#}");
+    assert_eq!(repair["targets"], 4, "{repair:#}");
+    assert_eq!(
+        repair["repaired"], 3,
+        "REP-ADT, REP-ORU, REP-BAD: {repair:#}"
+    );
+    assert_eq!(repair["outputs_written"], 3, "{repair:#}");
+    assert_eq!(repair["appends"], 1, "one transaction: {repair:#}");
+    assert_eq!(
+        repair["duplicates_skipped"], 1,
+        "the resend stays a duplicate: {repair:#}"
+    );
+    assert_eq!(
+        repair["not_repairable"],
+        serde_json::json!([]),
+        "{repair:#}"
+    );
+    // The summary is the check after the repair.
+    assert_eq!(report["gap_count"], 0, "{report:#}");
+    assert_eq!(summary(&report, "findings"), 0, "{report:#}");
+    assert_eq!(gap_gauges(&prom), [0.0; 5]);
+    assert_eq!(
+        std::fs::read_dir(metrics_dir.path()).unwrap().count(),
+        1,
+        "no temporary file is left beside the textfile"
+    );
+
+    // Exactly the outputs the stage wrote, each once.
+    let repaired = outputs(&reader);
+    assert_eq!(ids(&repaired), ids(&written));
+    // Decoding to the same FHIR as mapping the raw records directly.
+    let mut decoder = embedded_decoder(dir.path());
+    let decoded = decoded_by_source(&mut decoder, &repaired).await;
+    let mapper = Mapper::default();
+    let inputs = common::stage::inputs(&reader);
+    let sid = |c: &(String, i64, i64)| (c.0.clone(), c.1 as i32, c.2);
+    let mut checked = 0;
+    for input in &inputs {
+        let got = decoded.get(&source_id(input)).cloned().unwrap_or_default();
+        match mapper.map(&input.value) {
+            Ok(Mapped::Resources(want))
+                if [sid(&adt_src), sid(&oru_src)].contains(&source_id(input)) =>
+            {
+                assert_eq!(got, want, "outputs of {:?}", source_id(input));
+                checked += 1;
+            }
+            // The resend, the ADT without PV1 and the dead-lettered ORU.
+            _ => assert!(got.is_empty(), "{:?}", source_id(input)),
+        }
+    }
+    assert_eq!(checked, 2);
+    let dead: Vec<&StoredRecord> = repaired.iter().filter(|r| r.topic == "fhir.dlq").collect();
+    let bad = inputs
+        .iter()
+        .find(|r| source_id(r) == sid(&bad_src))
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].value, bad.value,
+        "the dead letter carries the raw bytes"
+    );
+    assert_eq!(dead[0].header("hl7.control_id"), Some("REP-BAD"));
+
+    // A plain check agrees; the resend is a duplicate again.
+    let (code, report) = reconcile_json(dir.path(), &[]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["gap_count"], 0);
+    assert_eq!(
+        (
+            summary(&report, "resources"),
+            summary(&report, "dead_lettered"),
+            summary(&report, "no_content"),
+            summary(&report, "duplicate")
+        ),
+        (2, 1, 1, 1),
+        "{report:#}"
+    );
+
+    // Repairing again writes nothing.
+    let (code, text) = reconcile(dir.path(), &["--repair"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("repair: 0 of 0 raw record(s)")
+                && l.contains("0 output(s) appended")),
+        "{text}"
+    );
+    assert_eq!(outputs(&reader).len(), repaired.len());
+}
+
+/// An output written twice, or left without its raw record, cannot be
+/// taken back on an append-only log: reported, and the exit status stays 1
+/// after the gaps that can be repaired are.
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicated_outputs_are_reported_as_not_repairable() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::serve(dir.path(), &[]);
+    send_all(
+        bridge.addr,
+        &[adt("DUP-ADT", "PHIMRN1"), oru("DUP-ORU", "PHIMRN2", 2)],
+    )
+    .await;
+    wait_for_stage(dir.path(), GROUP, WAIT);
+    bridge.terminate(Duration::from_secs(10));
+    tamper(
+        dir.path(),
+        "INSERT INTO records (topic, partition, offset, timestamp_ms, key, headers, value)
+         SELECT topic, partition, offset + 1000, timestamp_ms, key, headers, value FROM records
+         WHERE id = (SELECT MIN(id) FROM records WHERE topic='fhir.encounter')",
+    );
+    tamper(
+        dir.path(),
+        "DELETE FROM records WHERE topic='fhir.observation' AND id = (SELECT MAX(id) FROM records WHERE topic='fhir.observation')",
+    );
+    let adt_src = raw_coordinates(dir.path(), "hl7v2.adt", "DUP-ADT");
+    let (code, report) = reconcile_json(dir.path(), &["--repair"]);
+    assert_eq!(code, 1, "{report:#}");
+    let repair = &report["repair"];
+    assert_eq!(repair["repaired"], 1, "DUP-ORU: {repair:#}");
+    assert_eq!(repair["outputs_written"], 1, "{repair:#}");
+    let not = repair["not_repairable"].as_array().unwrap();
+    assert_eq!(not.len(), 1, "{repair:#}");
+    assert_eq!(
+        (
+            not[0]["finding"].as_str().unwrap(),
+            not[0]["topic"].as_str().unwrap(),
+            not[0]["partition"].as_i64().unwrap(),
+            not[0]["offset"].as_i64().unwrap(),
+            not[0]["control_id"].as_str().unwrap()
+        ),
+        (
+            "duplicated",
+            adt_src.0.as_str(),
+            adt_src.1,
+            adt_src.2,
+            "DUP-ADT"
+        )
+    );
+    // What is left after the repair is the duplicate alone.
+    assert_eq!(
+        findings(&report, "duplicated"),
+        vec![with_control_id(adt_src.clone(), "DUP-ADT")]
+    );
+    assert_eq!(report["gap_count"], 1, "{report:#}");
+
+    let (code, text) = reconcile(dir.path(), &["--repair"]);
+    assert_eq!(code, 1, "{text}");
+    let at = format!("{}/{}/{}", adt_src.0, adt_src.1, adt_src.2);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("not repairable: duplicated")
+                && l.contains(&at)
+                && l.contains("DUP-ADT")),
+        "{text}"
+    );
+}
+
+/// On Kafka only the transform group may write the output partitions.
+#[test]
+fn repair_is_refused_on_kafka() {
+    let out = Command::new(bin())
+        .args(["reconcile", "--repair", "--kafka-brokers", "127.0.0.1:9"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for why in [
+        "embedded store only",
+        "source.covered",
+        "--at-least-once",
+        "stop the transform group",
+    ] {
+        assert!(err.contains(why), "{why:?} not in {err}");
+    }
+    assert!(out.stdout.is_empty(), "refused before reading anything");
 }

@@ -16,7 +16,35 @@
 //! cursor, or at or after the consumer group's committed offset on Kafka)
 //! are `pending`. Anything else is a finding: `missing`, `partial`,
 //! `duplicated`, or `orphan` (an output naming a raw record that does not
-//! exist). Exit status 1 when there is any finding.
+//! exist). Their sum is the gap count (`gap_count` in `--json`). Exit status
+//! 1 when there is any finding.
+//!
+//! `--metrics-file FILE` also writes `reconciliation_gap_count{finding=...}`,
+//! `reconciliation_pending_records` and
+//! `reconciliation_last_run_timestamp_seconds` as gauges in the Prometheus
+//! textfile-collector format: reconcile is one-shot (run it from cron or a
+//! timer), so node_exporter's textfile collector exports them. The file is
+//! written beside itself and renamed into place; with `--repair` it holds the
+//! check after the repair.
+//!
+//! `--repair` (embedded store only) re-drives each `missing` and `partial`
+//! raw record through the same [`Stage`] the transform runs, and appends the
+//! outputs whose `source.index` is not on the store yet (a record that maps
+//! to a dead letter gets its `fhir.dlq` entry), in one transaction per page
+//! of records. Resource ids are deterministic, so what is appended is what
+//! the stage would have written. Of several identical missing copies only
+//! the first is re-driven, as the stage's dedup would. A record whose present
+//! outputs disagree with its mapping now (the mappings changed) is left
+//! alone. Then the check runs again and is printed again; exit status 0 if
+//! nothing is left. `duplicated` and `orphan` cannot be repaired on an
+//! append-only log and are reported as such. It is safe beside a running
+//! `serve`: store writers read partition offsets inside their transaction,
+//! and only records the stage has already passed (at or before its cursor)
+//! can be missing or partial, so the stage never writes them again. On
+//! Kafka `--repair` is refused: the stage's exactly-once recovery reads the
+//! last record of each output partition and relies on its `source.covered`
+//! header, so no other producer may append there; gaps on Kafka mean
+//! retention removed outputs or the stage ran `--at-least-once`.
 //!
 //! Memory: per raw record that has outputs, the `source.index` values of its
 //! outputs; per raw record with an outcome and a control ID, its dedup key
@@ -34,13 +62,15 @@ use clap::Args;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
 use super::StoreArgs;
 use crate::config::Config;
 use crate::intake::headers as h;
-use crate::log::embedded::{EmbeddedReader, StoredRecord};
+use crate::log::embedded::{EmbeddedConfig, EmbeddedLog, EmbeddedReader, StoredRecord};
+use crate::log::{Log, Record};
 use crate::stage::dedup::{self, DedupKey};
-use crate::stage::{headers as sh, OutputTopics, Source, StageConfig};
+use crate::stage::{headers as sh, Outcome, OutputTopics, Source, Stage, StageConfig};
 use crate::transform::{Mapped, Mapper};
 
 /// Outputs are written after their input; with `--since`, outputs older than
@@ -83,6 +113,14 @@ pub struct ReconcileArgs {
     /// Charset fallback the stage runs with [default: windows-1252].
     #[arg(long, env = "HL7BRIDGE_CHARSET_FALLBACK")]
     charset_fallback: Option<String>,
+    /// Also write the gap counts to FILE, atomically, in the Prometheus
+    /// textfile-collector format (name it *.prom in the collector's directory).
+    #[arg(long, value_name = "FILE")]
+    metrics_file: Option<PathBuf>,
+    /// Re-drive missing and partial raw records through the transform and
+    /// append the outputs they lack, then check again (embedded store only).
+    #[arg(long)]
+    repair: bool,
 }
 
 impl ReconcileArgs {
@@ -124,6 +162,14 @@ fn parse_time(s: &str) -> Result<i64, String> {
         .map_err(|_| "time before 1970".to_owned())
 }
 
+/// Why `--repair` is refused on Kafka.
+const KAFKA_REPAIR: &str = "--repair works on the embedded store only. On Kafka the \
+transform's exactly-once recovery reads the last record of each output partition and \
+relies on its source.covered header, so no producer other than the transform group may \
+append to the output topics. Gaps there mean retention removed outputs or the stage ran \
+with --at-least-once: stop the transform group and fix that cause. Run reconcile without \
+--repair to list the gaps.";
+
 pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let cfg = args.config()?;
     let window = Window {
@@ -133,10 +179,66 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     if let (Some(s), Some(u)) = (window.since, window.until) {
         anyhow::ensure!(s <= u, "--since is after --until");
     }
+    if args.repair && cfg.kafka.enabled() {
+        anyhow::bail!(KAFKA_REPAIR);
+    }
     let mapper = super::transform::mapper(&cfg)?;
     let stage = StageConfig::from_config(&cfg);
-    let (backend, mut notes) = Backend::open(&cfg, &stage.inputs)?;
-    let mut rec = Reconciler::new(&stage, &mapper, window, backend.is_kafka());
+    let (backend, report) = check(&cfg, &stage, &mapper, window)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let (backend, report, repair) = if args.repair {
+        if !args.json {
+            report.print(&mut out, &backend, &stage, window)?;
+            out.flush()?;
+        }
+        let repair = repair(&cfg, &stage, &backend, &report)?;
+        if !args.json {
+            repair.print(&mut out)?;
+        }
+        let before = report;
+        let (backend, report) = if repair.targets > 0 {
+            if !args.json {
+                writeln!(out, "\nafter repair:")?;
+            }
+            check(&cfg, &stage, &mapper, window)?
+        } else {
+            (backend, before.clone())
+        };
+        (backend, report, Some((repair, before)))
+    } else {
+        (backend, report, None)
+    };
+    if args.json {
+        let mut doc = report.to_json(&backend, &stage, window);
+        if let Some((repair, before)) = &repair {
+            doc["repair"] = repair.to_json(before);
+        }
+        writeln!(out, "{doc}")?;
+    } else if repair.as_ref().is_none_or(|(r, _)| r.targets > 0) {
+        report.print(&mut out, &backend, &stage, window)?;
+    }
+    out.flush()?;
+    if let Some(path) = &args.metrics_file {
+        write_metrics(path, &report)
+            .with_context(|| format!("writing the metrics file {}", path.display()))?;
+    }
+    Ok(if report.findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// One pass over the store: every raw record in the window against its outputs.
+fn check(
+    cfg: &Config,
+    stage: &StageConfig,
+    mapper: &Mapper,
+    window: Window,
+) -> anyhow::Result<(Backend, Report)> {
+    let (backend, mut notes) = Backend::open(cfg, &stage.inputs)?;
+    let mut rec = Reconciler::new(stage, mapper, window, backend.is_kafka());
     rec.notes.append(&mut notes);
     let outputs: Vec<String> = stage.topics().all().iter().map(|s| s.to_string()).collect();
     backend.walk(&outputs, false, &mut |r| {
@@ -148,19 +250,71 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         Ok(())
     })?;
     let report = rec.finish(&backend, &outputs)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    if args.json {
-        writeln!(out, "{}", report.to_json(&backend, &stage, window))?;
-    } else {
-        report.print(&mut out, &backend, &stage, window)?;
+    Ok((backend, report))
+}
+
+/// Writes the gap counts of `report` to `path` in the Prometheus
+/// textfile-collector format: to a temporary file beside it first, then
+/// renamed over it, so the collector never reads half a file.
+fn write_metrics(path: &std::path::Path, report: &Report) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .context("the metrics file path names no file")?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    // Not *.prom, so the collector skips it while it is being written.
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(metrics_text(report, std::time::SystemTime::now()).as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    out.flush()?;
-    Ok(if report.findings.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(written?)
+}
+
+fn metrics_text(report: &Report, now: std::time::SystemTime) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    s.push_str(
+        "# HELP reconciliation_gap_count Raw records without their recorded outcome, by finding.\n",
+    );
+    s.push_str("# TYPE reconciliation_gap_count gauge\n");
+    for kind in FINDING_KINDS {
+        let _ = writeln!(
+            s,
+            "reconciliation_gap_count{{finding=\"{kind}\"}} {}",
+            report.count(kind)
+        );
+    }
+    s.push_str(
+        "# HELP reconciliation_pending_records Raw records the stage has not reached yet.\n",
+    );
+    s.push_str("# TYPE reconciliation_pending_records gauge\n");
+    let _ = writeln!(
+        s,
+        "reconciliation_pending_records {}",
+        report.summary.pending
+    );
+    s.push_str(
+        "# HELP reconciliation_last_run_timestamp_seconds When reconcile last finished a check.\n",
+    );
+    s.push_str("# TYPE reconciliation_last_run_timestamp_seconds gauge\n");
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let _ = writeln!(s, "reconciliation_last_run_timestamp_seconds {secs:.3}");
+    s
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -398,6 +552,9 @@ struct Finding {
     topic: String,
     partition: i32,
     offset: i64,
+    /// Store id of the raw record on the embedded store (what `--repair`
+    /// reads back); 0 for orphans.
+    id: i64,
     control_id: String,
     /// Content-free: indexes, counts and output coordinates only.
     detail: String,
@@ -414,6 +571,7 @@ struct Summary {
     pending: u64,
 }
 
+#[derive(Clone)]
 struct Report {
     summary: Summary,
     findings: Vec<Finding>,
@@ -466,12 +624,20 @@ impl<'a> Reconciler<'a> {
             .map(|i| i as u8)
     }
 
-    fn finding(&mut self, kind: &'static str, coord: Coord, control_id: &str, detail: String) {
+    fn finding(
+        &mut self,
+        kind: &'static str,
+        coord: Coord,
+        id: i64,
+        control_id: &str,
+        detail: String,
+    ) {
         self.findings.push(Finding {
             kind,
             topic: self.raw_topics[coord.0 as usize].clone(),
             partition: coord.1,
             offset: coord.2,
+            id,
             control_id: control_id.to_owned(),
             detail,
         });
@@ -520,6 +686,7 @@ impl<'a> Reconciler<'a> {
             topic: r.topic.clone(),
             partition: r.partition,
             offset: r.offset,
+            id: 0,
             control_id: r.header(h::CONTROL_ID).unwrap_or("").to_owned(),
             detail: format!("output with {why}"),
         });
@@ -566,7 +733,7 @@ impl<'a> Reconciler<'a> {
             value: &r.value,
         });
         if let Some(e) = outputs {
-            self.check_outputs(coord, control_id, &e);
+            self.check_outputs(coord, r.id, control_id, &e);
             if let Some(k) = key {
                 self.first.entry(k).or_insert(coord);
             }
@@ -606,6 +773,7 @@ impl<'a> Reconciler<'a> {
             topic: r.topic.clone(),
             partition: r.partition,
             offset: r.offset,
+            id: r.id,
             control_id: control_id.to_owned(),
             detail,
         };
@@ -625,7 +793,7 @@ impl<'a> Reconciler<'a> {
 
     /// Checks the outputs of a raw record: either FHIR records with indexes
     /// exactly `0..source.count`, or one `fhir.dlq` entry.
-    fn check_outputs(&mut self, coord: Coord, control_id: &str, e: &Outputs) {
+    fn check_outputs(&mut self, coord: Coord, id: i64, control_id: &str, e: &Outputs) {
         let mut found: Vec<(&'static str, String)> = Vec::new();
         if !e.indexes.is_empty() && e.dlq > 0 {
             found.push((
@@ -704,7 +872,7 @@ impl<'a> Reconciler<'a> {
             }
         }
         for (kind, detail) in found {
-            self.finding(kind, coord, control_id, detail);
+            self.finding(kind, coord, id, control_id, detail);
         }
     }
 
@@ -878,6 +1046,7 @@ impl<'a> Reconciler<'a> {
             self.finding(
                 "orphan",
                 coord,
+                0,
                 &control_id,
                 format!("{n} output(s) name this raw record, which does not exist{at}"),
             );
@@ -886,9 +1055,308 @@ impl<'a> Reconciler<'a> {
     }
 }
 
+/// What `--repair` did.
+#[derive(Debug, Default)]
+struct Repair {
+    /// Raw records with a `missing` or `partial` finding.
+    targets: usize,
+    /// Raw records that got the outputs they lacked.
+    repaired: usize,
+    /// Outputs appended.
+    written: usize,
+    /// Appends, each one SQLite transaction.
+    appends: usize,
+    /// Missing raw records left as sender duplicates of one repaired here.
+    duplicates: usize,
+    /// Raw records that had their outcome by the time they were re-driven.
+    up_to_date: usize,
+    /// Findings left as they are, and why (content-free).
+    not_repairable: Vec<(Finding, String)>,
+}
+
+/// The outputs already on the store for one raw record being repaired.
+#[derive(Debug, Default)]
+struct Present {
+    /// `(source.index, source.count, fhir.id)` of each FHIR record.
+    fhir: Vec<(u32, Option<u32>, Option<String>)>,
+    dlq: u32,
+}
+
+/// Re-drives the `missing` and `partial` raw records of `report` through the
+/// stage and appends the outputs they lack, one append per page of them.
+fn repair(
+    cfg: &Config,
+    stage_cfg: &StageConfig,
+    backend: &Backend,
+    report: &Report,
+) -> anyhow::Result<Repair> {
+    let Backend::Embedded { reader, dir, .. } = backend else {
+        anyhow::bail!(KAFKA_REPAIR);
+    };
+    let mut done = Repair::default();
+    let mut targets: Vec<&Finding> = Vec::new();
+    for f in &report.findings {
+        let why = match f.kind {
+            "missing" | "partial" if f.id > 0 => {
+                targets.push(f);
+                continue;
+            }
+            "duplicated" => "an append-only log cannot take back an output written twice",
+            "orphan" => {
+                "an append-only log cannot take back outputs whose raw record does not exist"
+            }
+            _ => "its raw record cannot be read back",
+        };
+        done.not_repairable.push((f.clone(), why.to_owned()));
+    }
+    targets.sort_by_key(|f| f.id);
+    done.targets = targets.len();
+    if targets.is_empty() {
+        return Ok(done);
+    }
+
+    // What each target already has, read again now rather than trusted from the check.
+    let inputs = &stage_cfg.inputs;
+    let index_of = |t: &str| inputs.iter().position(|x| x == t).map(|i| i as u8);
+    let coord_of = |f: &Finding| index_of(&f.topic).map(|t| (t, f.partition, f.offset));
+    let mut present: HashMap<Coord, Present> = targets
+        .iter()
+        .filter_map(|f| coord_of(f))
+        .map(|c| (c, Present::default()))
+        .collect();
+    let topics = stage_cfg.topics();
+    let outputs: Vec<String> = topics.all().iter().map(|s| s.to_string()).collect();
+    backend.walk(&outputs, false, &mut |r| {
+        let Some(ti) = r.header(sh::SOURCE_TOPIC).and_then(index_of) else {
+            return Ok(());
+        };
+        let num = |name| r.header(name).and_then(|v| v.parse::<i64>().ok());
+        let (Some(p), Some(o)) = (num(sh::SOURCE_PARTITION), num(sh::SOURCE_OFFSET)) else {
+            return Ok(());
+        };
+        let Some(e) = present.get_mut(&(ti, p as i32, o)) else {
+            return Ok(());
+        };
+        if r.topic == topics.dlq {
+            e.dlq += 1;
+        } else if let Some(i) = num(sh::SOURCE_INDEX) {
+            e.fhir.push((
+                i as u32,
+                num(sh::SOURCE_COUNT).map(|c| c as u32),
+                r.header(sh::RESOURCE_ID).map(str::to_owned),
+            ));
+        }
+        Ok(())
+    })?;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut scfg = cfg.clone();
+    // No registry HTTP server: the registry is only read (and the schemas,
+    // already registered by the stage, registered again idempotently).
+    scfg.transform.registry_listen = String::new();
+    let stage = rt.block_on(async {
+        let (registry, _) =
+            super::transform::open_registry(&scfg, CancellationToken::new()).await?;
+        super::transform::build_stage(&scfg, &registry).await
+    })?;
+    anyhow::ensure!(
+        stage.topics() == &topics,
+        "the stage writes to other output topics than those checked"
+    );
+    let mut store = EmbeddedConfig::new(dir);
+    store.partitions = cfg.partitions;
+    let log = EmbeddedLog::open(store)
+        .with_context(|| format!("opening the embedded store in {}", dir.display()))?;
+
+    let mut keys: HashSet<DedupKey> = HashSet::new();
+    let mut batch: Vec<Record> = Vec::new();
+    let flush = |batch: &mut Vec<Record>, done: &mut Repair| -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        rt.block_on(log.append(std::mem::take(batch)))
+            .context("appending the repaired outputs")?;
+        done.appends += 1;
+        Ok(())
+    };
+    let result = (|| -> anyhow::Result<()> {
+        for f in targets {
+            let raw = reader
+                .read(&f.topic, f.id - 1, 1)?
+                .into_iter()
+                .next()
+                .filter(|r| (r.partition, r.offset) == (f.partition, f.offset));
+            let (Some(r), Some(coord)) = (raw, coord_of(f)) else {
+                done.not_repairable
+                    .push((f.clone(), "its raw record cannot be read back".into()));
+                continue;
+            };
+            let src = Source {
+                topic: &r.topic,
+                partition: r.partition,
+                offset: r.offset,
+                key: r.key.as_deref(),
+                headers: &r.headers,
+                value: &r.value,
+            };
+            // The stage emits one of several identical copies: so does repair.
+            if let Some(k) = dedup::key(&src) {
+                if !keys.insert(k) && f.kind == "missing" {
+                    done.duplicates += 1;
+                    continue;
+                }
+            }
+            let have = present.remove(&coord).unwrap_or_default();
+            match lacking(&stage, &src, &have) {
+                Ok(records) if records.is_empty() => done.up_to_date += 1,
+                Ok(records) => {
+                    done.repaired += 1;
+                    done.written += records.len();
+                    batch.extend(records);
+                    if batch.len() >= PAGE {
+                        flush(&mut batch, &mut done)?;
+                    }
+                }
+                Err(why) => done.not_repairable.push((f.clone(), why)),
+            }
+        }
+        flush(&mut batch, &mut done)
+    })();
+    log.close();
+    result?;
+    done.not_repairable.sort_by(|(a, _), (b, _)| {
+        (&a.topic, a.partition, a.offset, a.kind).cmp(&(&b.topic, b.partition, b.offset, b.kind))
+    });
+    Ok(done)
+}
+
+/// The outputs `src` should have and `have` lacks: what the stage makes of
+/// it now, less the `source.index` values already present. An error (its
+/// reason, content-free) when what is present cannot come from the same
+/// mapping, or cannot be completed by appending.
+fn lacking(stage: &Stage, src: &Source<'_>, have: &Present) -> Result<Vec<Record>, String> {
+    let dlq = &stage.topics().dlq;
+    match stage.process(src) {
+        Outcome::Resources(records) => {
+            let n = records.len();
+            if have.dlq > 0 {
+                return Err(format!(
+                    "it has a {dlq} entry, but maps to {n} FHIR record(s) now"
+                ));
+            }
+            let mut indexes = HashSet::new();
+            for (i, count, id) in &have.fhir {
+                if let Some(c) = count.filter(|c| *c as usize != n) {
+                    return Err(format!(
+                        "its outputs say source.count {c}, but it maps to {n} FHIR record(s) now: the mappings changed"
+                    ));
+                }
+                let Some(want) = records.get(*i as usize) else {
+                    return Err(format!(
+                        "source.index {i} is beyond the {n} FHIR record(s) it maps to"
+                    ));
+                };
+                if id.is_some() && want.header(sh::RESOURCE_ID) != id.as_deref() {
+                    return Err(format!(
+                        "its output source.index {i} has another resource id than it maps to now: the mappings changed"
+                    ));
+                }
+                indexes.insert(*i as usize);
+            }
+            Ok(records
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !indexes.contains(i))
+                .map(|(_, r)| r)
+                .collect())
+        }
+        Outcome::Dead(entry) => match (have.fhir.is_empty(), have.dlq) {
+            (true, 0) => Ok(vec![entry]),
+            (true, _) => Ok(Vec::new()),
+            (false, _) => Err(format!(
+                "it has FHIR records, but no longer maps (a {dlq} entry now): the mappings changed"
+            )),
+        },
+        Outcome::NoContent if have.fhir.is_empty() && have.dlq == 0 => Ok(Vec::new()),
+        Outcome::NoContent => {
+            Err("it has outputs, but maps to no FHIR content now: the mappings changed".into())
+        }
+    }
+}
+
+impl Repair {
+    fn print(&self, out: &mut impl Write) -> std::io::Result<()> {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "repair: {} of {} raw record(s) with a missing or partial finding re-driven through the transform, {} output(s) appended in {} transaction(s)",
+            self.repaired, self.targets, self.written, self.appends
+        )?;
+        if self.duplicates > 0 {
+            writeln!(
+                out,
+                "repair: {} missing raw record(s) left as sender duplicates of one repaired here",
+                self.duplicates
+            )?;
+        }
+        if self.up_to_date > 0 {
+            writeln!(
+                out,
+                "repair: {} raw record(s) had their outcome by the time they were re-driven",
+                self.up_to_date
+            )?;
+        }
+        for (f, why) in &self.not_repairable {
+            let cid = if f.control_id.is_empty() {
+                "-"
+            } else {
+                &f.control_id
+            };
+            writeln!(
+                out,
+                "not repairable: {} {}/{}/{}  control_id={}  {}",
+                f.kind, f.topic, f.partition, f.offset, cid, why
+            )?;
+        }
+        Ok(())
+    }
+
+    fn to_json(&self, before: &Report) -> Value {
+        let mut gaps =
+            json!({ "gap_count": before.gap_count(), "pending": before.summary.pending });
+        for kind in FINDING_KINDS {
+            gaps[kind] = json!(before.count(kind));
+        }
+        json!({
+            "before": gaps,
+            "targets": self.targets,
+            "repaired": self.repaired,
+            "outputs_written": self.written,
+            "appends": self.appends,
+            "duplicates_skipped": self.duplicates,
+            "up_to_date": self.up_to_date,
+            "not_repairable": self.not_repairable.iter().map(|(f, why)| json!({
+                "finding": f.kind,
+                "topic": f.topic,
+                "partition": f.partition,
+                "offset": f.offset,
+                "control_id": f.control_id,
+                "reason": why,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
 impl Report {
     fn count(&self, kind: &str) -> usize {
         self.findings.iter().filter(|f| f.kind == kind).count()
+    }
+
+    /// Missing + partial + duplicated + orphan: every finding is one of them.
+    fn gap_count(&self) -> usize {
+        FINDING_KINDS.iter().map(|k| self.count(k)).sum()
     }
 
     fn print(
@@ -991,6 +1459,7 @@ impl Report {
             "since_ms": window.since,
             "until_ms": window.until,
             "summary": summary,
+            "gap_count": self.gap_count(),
             "findings": self.findings.iter().map(|f| json!({
                 "finding": f.kind,
                 "topic": f.topic,
@@ -1193,6 +1662,53 @@ mod tests {
             r.orphan_in_window((0, 3, 0)),
             None,
             "a partition with no raw records"
+        );
+    }
+
+    #[test]
+    fn the_metrics_file_has_one_gap_gauge_per_finding() {
+        let mapper = Mapper::default();
+        let st = stage();
+        let mut r = Reconciler::new(&st, &mapper, Window::default(), false);
+        // (0,0): no outputs, missing; (0,1): 1 of 2, partial; (0,2): pending.
+        r.add_output(&output("fhir.encounter", (0, 1), 0, 2, 5));
+        r.add_raw(&raw(0, 0, 1, &adt("G1", true)), false);
+        r.add_raw(&raw(0, 1, 1, &adt("G2", true)), false);
+        r.add_raw(&raw(0, 2, 1, &adt("G3", true)), true);
+        let rep = r.finish(&Backend::none(), &[]).unwrap();
+        assert_eq!(rep.gap_count(), 2);
+        let at = std::time::UNIX_EPOCH + Duration::from_millis(1_790_000_000_250);
+        assert_eq!(
+            metrics_text(&rep, at),
+            "# HELP reconciliation_gap_count Raw records without their recorded outcome, by finding.
+# TYPE reconciliation_gap_count gauge
+reconciliation_gap_count{finding=\"missing\"} 1
+reconciliation_gap_count{finding=\"partial\"} 1
+reconciliation_gap_count{finding=\"duplicated\"} 0
+reconciliation_gap_count{finding=\"orphan\"} 0
+# HELP reconciliation_pending_records Raw records the stage has not reached yet.
+# TYPE reconciliation_pending_records gauge
+reconciliation_pending_records 1
+# HELP reconciliation_last_run_timestamp_seconds When reconcile last finished a check.
+# TYPE reconciliation_last_run_timestamp_seconds gauge
+reconciliation_last_run_timestamp_seconds 1790000000.250
+"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reconcile.prom");
+        std::fs::write(&path, "old").unwrap();
+        write_metrics(&path, &rep).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("{finding=\"partial\"} 1\n"), "{text}");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("reconcile.prom")],
+            "no temporary file left"
         );
     }
 

@@ -326,7 +326,10 @@ impl WriterState {
         conn: &mut Connection,
         group: &[Append],
     ) -> Result<Vec<Position>, rusqlite::Error> {
-        let txn = conn.transaction()?;
+        // IMMEDIATE: take the write lock first, so what is read below (offsets,
+        // topics) is current even if another process (`transform --data-dir`,
+        // `reconcile --repair`) wrote to the same file since our last commit.
+        let txn = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut new_topics: Vec<(String, u32)> = Vec::new();
         let mut next: HashMap<(String, i32), i64> = HashMap::new();
         let mut positions = Vec::with_capacity(group.iter().map(|a| a.records.len()).sum());
@@ -344,8 +347,14 @@ impl WriterState {
                                 "INSERT OR IGNORE INTO topics (name, partitions) VALUES (?1, ?2)",
                                 params![r.topic, self.default_partitions],
                             )?;
-                            new_topics.push((r.topic.clone(), self.default_partitions));
-                            self.default_partitions
+                            // Another process may have created it first, with its count.
+                            let n: u32 = txn.query_row(
+                                "SELECT partitions FROM topics WHERE name = ?1",
+                                params![r.topic],
+                                |row| row.get(0),
+                            )?;
+                            new_topics.push((r.topic.clone(), n));
+                            n
                         }
                     },
                 };
@@ -365,7 +374,15 @@ impl WriterState {
                 let slot = (r.topic.clone(), partition);
                 let offset = match next.get(&slot) {
                     Some(o) => *o,
-                    None => self.next_offset.get(&slot).copied().unwrap_or(0),
+                    // Read inside the transaction rather than trusted from the
+                    // cache: another writer process may have appended here.
+                    None => txn
+                        .prepare_cached(
+                            "SELECT next_offset FROM partition_offsets WHERE topic = ?1 AND partition = ?2",
+                        )?
+                        .query_row(params![slot.0, slot.1], |row| row.get(0))
+                        .optional()?
+                        .unwrap_or_else(|| self.next_offset.get(&slot).copied().unwrap_or(0)),
                 };
                 let headers = serde_json::to_string(&r.headers).unwrap_or_else(|_| "[]".into());
                 insert.execute(params![
@@ -711,6 +728,21 @@ mod tests {
         let log = EmbeddedLog::open(cfg).unwrap();
         let p = log.append(vec![rec("t", Some("k"), b"b")]).await.unwrap();
         assert_eq!(p[0].partition, partition_for_key(b"k", 3) as i32);
+    }
+
+    /// `serve` and `transform --data-dir` (or `reconcile --repair`) are two
+    /// writers on one file: offsets must stay unique and dense regardless.
+    #[tokio::test]
+    async fn two_writers_on_one_store_never_hand_out_the_same_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap();
+        let b = EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap();
+        let mut offsets = Vec::new();
+        for i in 0..10 {
+            let w = if i % 3 == 0 { &a } else { &b };
+            offsets.push(w.append(vec![rec("t", Some("k"), b"x")]).await.unwrap()[0].offset);
+        }
+        assert_eq!(offsets, (0..10).collect::<Vec<_>>());
     }
 
     #[tokio::test]
