@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{black_box, criterion_group, Criterion, Throughput};
 use hl7bridge::avro::{self, FhirSchemas};
 use hl7bridge::intake::headers as h;
 use hl7bridge::registry::store::RegistryStore;
@@ -207,25 +207,26 @@ fn map(c: &mut Criterion) {
     g.finish();
 }
 
-/// Avro encode only: every resource of one message, already mapped.
+/// Avro encode only: every resource of one message, already mapped, with
+/// the schemas compiled once (as the stage does).
 fn encode(c: &mut Criterion) {
     let mapper = Mapper::default();
     let schemas = FhirSchemas::builtin();
     let mut g = c.benchmark_group("avro_encode");
     g.throughput(Throughput::Elements(1));
     for case in cases() {
-        let resources: Vec<(&apache_avro::Schema, Value)> = mapped(&mapper, &case.raw)
+        let resources: Vec<(avro::Encoder<'_>, Value)> = mapped(&mapper, &case.raw)
             .into_iter()
             .map(|r| {
                 let kind = r["resourceType"].as_str().unwrap().to_owned();
-                (schemas.for_resource(&kind).unwrap(), r)
+                (schemas.encoder(&kind).unwrap(), r)
             })
             .collect();
         g.bench_function(&case.name, |b| {
             b.iter(|| {
                 resources
                     .iter()
-                    .map(|(s, r)| avro::encode(s, black_box(r)).unwrap())
+                    .map(|(e, r)| e.encode(black_box(r)).unwrap())
                     .collect::<Vec<_>>()
             })
         });
@@ -234,4 +235,283 @@ fn encode(c: &mut Criterion) {
 }
 
 criterion_group!(benches, process, map, encode);
-criterion_main!(benches);
+
+/// `STAGE_PROFILE=<case|all> [STAGE_PROFILE_ITERS=n] cargo bench --bench stage`
+/// skips criterion and calls `Stage::process` n times (default 1000) per case
+/// inside [`profile_loop`], for instruction counts that do not depend on the
+/// machine's noise, e.g. `valgrind --tool=callgrind --collect-atstart=no
+/// --toggle-collect='*profile_loop*' target/release/deps/stage-…`; total
+/// instructions / n is the per-message cost.
+fn main() {
+    if std::env::var_os("STAGE_DUMP").is_some() {
+        dump();
+        return;
+    }
+    if let Ok(which) = std::env::var("STAGE_PROFILE") {
+        let iters: usize = std::env::var("STAGE_PROFILE_ITERS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1000);
+        let stage = stage();
+        for case in cases() {
+            if which != "all" && which != case.name {
+                continue;
+            }
+            let src = source(&case);
+            // Warm up lazily initialised state outside the measured loop.
+            black_box(stage.process(&src));
+            let t = std::time::Instant::now();
+            profile_loop(&stage, &src, iters);
+            let el = t.elapsed();
+            println!(
+                "{}: {iters} msgs in {el:?}: {:.1} us/msg",
+                case.name,
+                el.as_secs_f64() * 1e6 / iters as f64
+            );
+        }
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
+
+#[inline(never)]
+fn profile_loop(stage: &Stage, src: &Source<'_>, iters: usize) {
+    for _ in 0..iters {
+        black_box(stage.process(black_box(src)));
+    }
+}
+
+/// `STAGE_DUMP=1`: prints, for the fixtures, the bench messages and
+/// thousands of seeded random variants of them, what the mapper and the
+/// stage make of each (JSON text, error reason, headers, wire bytes in hex;
+/// no timestamps), so two builds can be diffed for identical output.
+fn dump() {
+    let stage = stage();
+    let mapper = Mapper::default();
+    let mut base: Vec<Vec<u8>> = cases().into_iter().map(|c| c.raw).collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "hl7"))
+        .collect();
+    paths.sort();
+    for p in paths {
+        let raw = std::fs::read(p).unwrap();
+        if hl7bridge::hl7::batch::is_batch(&raw) {
+            let b = hl7bridge::hl7::batch::split(&bytes::Bytes::from(raw));
+            base.extend(b.messages.iter().map(|m| m.to_vec()));
+        } else {
+            base.push(raw);
+        }
+    }
+    const PIECES: &[&str] = &[
+        "A",
+        "b",
+        "12",
+        "3.5",
+        "-",
+        "^",
+        "~",
+        "&",
+        "\\F\\",
+        "\\S\\",
+        "\\H\\",
+        "\\N\\",
+        "\\X41\\",
+        "\\XC3A9\\",
+        "\\.br\\",
+        "\\E\\",
+        "\\",
+        " ",
+        "  ",
+        "\t",
+        "é",
+        "\u{a0}",
+        "\u{feff}",
+        "\u{1}",
+        "\u{2028}",
+        "\"\"",
+        "20261101",
+        "20261101123015",
+        "+0500",
+        "-1400",
+        ".25",
+        "LN",
+        "lN",
+        "HL70078",
+        "hl70078",
+        "UCUM",
+        "L",
+        "http://x.org/a",
+        "urn:x",
+        "1.2.840",
+        "ISO",
+        "ST",
+        "NM",
+        "CWE",
+        "SN",
+        "NR",
+        "TM",
+        "DT",
+        "DTM",
+        "TX",
+        "<",
+        ">",
+        "=",
+        ":",
+        "/",
+        "F",
+        "f",
+        "C",
+        "X",
+        "0830",
+        "1.50",
+        "0.000120",
+        "VN",
+        "MR",
+        "I",
+        "O",
+        "E",
+        "P",
+        "A01",
+        "A13",
+        "A11",
+        "^>^200",
+        "^1^:^160",
+        "^1.5^/^3.0",
+        "^1^-^5",
+        "<=^2",
+        "0830",
+        "123045.25",
+        "1230+0100",
+        "C1^Code^SCT^C2^Two^L^v1^v2^Text",
+        "mg/dL^mg/dL^UCUM",
+        "^mg",
+        "NPI&2.16.840.1.113883.4.6&ISO",
+        "V1^^^H^VN",
+    ];
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as usize
+    };
+    base.push(synthetic_oru());
+    let originals = base.len();
+    let texts: Vec<String> = base
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .collect();
+    for _ in 0..6000 {
+        let text = &texts[next(originals)];
+        let sep = if text.contains('\r') { '\r' } else { '\n' };
+        let mut segs: Vec<String> = text.split(sep).map(str::to_owned).collect();
+        for _ in 0..1 + next(4) {
+            let si = 1 + next(segs.len().max(2) - 1);
+            let Some(seg) = segs.get_mut(si) else {
+                continue;
+            };
+            if seg.len() < 4 {
+                continue;
+            }
+            let mut fields: Vec<String> = seg.split('|').map(str::to_owned).collect();
+            let fi = if seg.starts_with("OBX") && next(2) == 0 {
+                [2, 5, 5, 6, 8, 11, 14, 16][next(8)]
+            } else {
+                1 + next(fields.len().max(2) + 3)
+            };
+            while fields.len() <= fi {
+                fields.push(String::new());
+            }
+            let mut v = String::new();
+            for _ in 0..next(6) {
+                if next(5) == 0 {
+                    // a field from another message
+                    let other = &texts[next(originals)];
+                    let f: Vec<&str> = other.split(['|', '\r', '\n']).collect();
+                    v.push_str(f[next(f.len())]);
+                } else {
+                    v.push_str(PIECES[next(PIECES.len())]);
+                }
+            }
+            fields[fi] = v;
+            *seg = fields.join("|");
+        }
+        base.push(segs.join(&sep.to_string()).into_bytes());
+    }
+    let headers = headers("DUMP-1", "LABAPP", "ORU", "R01");
+    for (i, raw) in base.iter().enumerate() {
+        let mapped = match mapper.map(raw) {
+            Ok(Mapped::Resources(r)) => serde_json::to_string(&r).unwrap(),
+            Ok(Mapped::NoContent) => "no content".to_owned(),
+            Err(e) => format!("error: {}", e.reason),
+        };
+        println!("{i} map {mapped}");
+        let src = Source {
+            topic: "hl7v2.oru",
+            partition: 3,
+            offset: i as i64,
+            key: Some("GENHOSP|MRN50010"),
+            headers: &headers,
+            value: raw,
+        };
+        let outcome = stage.process(&src);
+        let name = outcome.name();
+        for r in outcome.into_records() {
+            let hex: String = r.value.iter().map(|b| format!("{b:02x}")).collect();
+            println!(
+                "{i} {name} {} {:?} {:?} {:?} {hex}",
+                r.topic, r.key, r.partition, r.headers
+            );
+        }
+    }
+}
+
+/// tests/avro_roundtrip.rs's synthetic ORU^R01: every OBX value type.
+fn synthetic_oru() -> Vec<u8> {
+    let mut pv1 = vec![""; 46];
+    pv1[0] = "PV1";
+    pv1[1] = "1";
+    pv1[2] = "I";
+    pv1[3] = "4WEST^401^A^SYNTHHOSP";
+    pv1[4] = "E";
+    pv1[5] = "PRE90001^^^SYNTHHOSP^PA";
+    pv1[7] = "12345^DOCTOR^ALPHA^^^DR^^^SYNTHHOSP";
+    pv1[10] = "MED";
+    pv1[14] = "7";
+    pv1[19] = "V90001^^^SYNTHHOSP^VN";
+    pv1[36] = "01^Discharged home";
+    pv1[44] = "20261114200000";
+    pv1[45] = "20261116093000";
+    let obx = |n: usize, ty: &str, code: &str, value: &str, units: &str| {
+        format!(
+            "OBX|{n}|{ty}|{code}||{value}|{units}|1-2|H|||F|||20261115081500||55501^LABTECH^ALPHA^^^^^^SYNTHLAB"
+        )
+    };
+    let segments = [
+        "MSH|^~\\&|AVROTEST|SYNTHHOSP|HL7BRIDGE|INTEGRATION|20261115103000||ORU^R01^ORU_R01|FX-AVRO-1|P|2.5.1".to_owned(),
+        "PID|1||MRN90001^^^SYNTHHOSP^MR||TESTPATIENT^AVRO".to_owned(),
+        pv1.join("|"),
+        "OBR|1|PLC90001|FIL90001|11502-2^Laboratory report^LN||20261115070000|20261115081500".to_owned(),
+        obx(1, "NM", "2345-7^Glucose^LN", "1.50", "mmol/L^mmol/L^UCUM"),
+        "NTE|1|L|Synthetic note.".to_owned(),
+        obx(2, "NM", "1988-5^CRP^LN", "0.000120", "g/L^g/L^UCUM"),
+        obx(3, "TM", "X-TM^Time^L", "0830", ""),
+        obx(4, "NR", "X-NR^Range^L", "1.5^3.25", "mg/L^mg/L^UCUM"),
+        obx(5, "DTM", "X-DTM^Instant^L", "20261115081530.25-0500", ""),
+        obx(6, "CWE", "X-CWE^Coded^L", "C1^Code one^SCT^ALT1^Alternate^L^2026-01^v2^Original text", ""),
+        obx(7, "NM", "X-NMR^Repeated NM^L", "1.0~2.50", "mg/L^mg/L^UCUM"),
+        obx(8, "CWE", "X-CWER^Repeated CWE^L", "C1^One^SCT~C2^Two^SCT", ""),
+        obx(9, "ST", "X-STR^Repeated ST^L", "one~two", ""),
+        obx(10, "SN", "X-SNR^Repeated SN range^L", "^1^-^5~^2^-^6", ""),
+        obx(11, "SN", "X-SNQ^Repeated SN ratio^L", "^1^:^160~^1.5^:^320.0", ""),
+        obx(12, "TM", "X-TMR^Repeated TM^L", "0830~091500", ""),
+        obx(13, "DT", "X-DTR^Repeated DT^L", "2026~202611", ""),
+    ];
+    let mut out = segments.join("\r");
+    out.push('\r');
+    out.into_bytes()
+}

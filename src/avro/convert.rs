@@ -335,7 +335,7 @@ impl<'a, 's> Walk<'a, 's> {
     }
 }
 
-fn is_decimal(f: &RecordField) -> bool {
+pub(super) fn is_decimal(f: &RecordField) -> bool {
     f.custom_attributes.get(FHIR_TYPE).and_then(Json::as_str) == Some("decimal")
 }
 

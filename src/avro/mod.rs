@@ -9,11 +9,13 @@
 //! Errors name JSON paths and types only, never values: values are patient data.
 
 mod convert;
+mod fast;
 
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::schema::ResolvedSchema;
-use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
+
+use fast::Plan;
 
 pub use convert::{to_avro, to_fhir};
 
@@ -66,49 +68,123 @@ pub enum AvroError {
     WireMagic(u8),
 }
 
-/// The parsed builtin schemas, one per resource type the transform emits.
+/// The parsed builtin schemas, one per resource type the transform emits,
+/// each also compiled once for [`Encoder`].
 #[derive(Debug, Clone)]
 pub struct FhirSchemas {
     pub encounter: Schema,
     pub observation: Schema,
+    encounter_plan: Plan,
+    observation_plan: Plan,
 }
 
 impl FhirSchemas {
     pub fn builtin() -> Self {
         // Compiled-in text, checked by tests/avro_roundtrip.rs; failing here is a build defect.
+        let encounter =
+            Schema::parse_str(ENCOUNTER_AVSC).expect("shipped schemas/fhir.Encounter.avsc parses");
+        let observation = Schema::parse_str(OBSERVATION_AVSC)
+            .expect("shipped schemas/fhir.Observation.avsc parses");
         Self {
-            encounter: Schema::parse_str(ENCOUNTER_AVSC)
-                .expect("shipped schemas/fhir.Encounter.avsc parses"),
-            observation: Schema::parse_str(OBSERVATION_AVSC)
-                .expect("shipped schemas/fhir.Observation.avsc parses"),
+            encounter_plan: compile(&encounter).expect("shipped Encounter schema compiles"),
+            observation_plan: compile(&observation).expect("shipped Observation schema compiles"),
+            encounter,
+            observation,
         }
     }
 
     /// The schema for a FHIR `resourceType`, if the transform emits that type.
     pub fn for_resource(&self, resource_type: &str) -> Option<&Schema> {
-        match resource_type {
-            "Encounter" => Some(&self.encounter),
-            "Observation" => Some(&self.observation),
-            _ => None,
-        }
+        self.encoder(resource_type).map(|e| e.schema)
+    }
+
+    /// The encoder for a FHIR `resourceType`, if the transform emits that type.
+    pub fn encoder(&self, resource_type: &str) -> Option<Encoder<'_>> {
+        let (schema, plan) = match resource_type {
+            "Encounter" => (&self.encounter, &self.encounter_plan),
+            "Observation" => (&self.observation, &self.observation_plan),
+            _ => return None,
+        };
+        Some(Encoder { schema, plan })
+    }
+}
+
+/// A schema compiled for writing: named types resolved once, then every
+/// resource encoded straight from its JSON to Avro binary.
+#[derive(Debug, Clone, Copy)]
+pub struct Encoder<'a> {
+    schema: &'a Schema,
+    plan: &'a Plan,
+}
+
+impl Encoder<'_> {
+    pub fn schema(&self) -> &Schema {
+        self.schema
+    }
+
+    /// [`encode`] with the compiled schema.
+    pub fn encode(&self, resource: &serde_json::Value) -> Result<Vec<u8>, AvroError> {
+        let mut out = Vec::new();
+        self.encode_into(resource, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the datum to `out` (e.g. after a [`wire_header`]); on an
+    /// error `out` is left as it was.
+    pub fn encode_into(
+        &self,
+        resource: &serde_json::Value,
+        out: &mut Vec<u8>,
+    ) -> Result<(), AvroError> {
+        let start = out.len();
+        self.plan
+            .encode_into(resource, out)
+            .map_err(|fast::Mismatch| {
+                out.truncate(start);
+                explain_mismatch(self.schema, resource)
+            })
     }
 }
 
 /// A FHIR resource as an Avro binary datum (no container header, no wire
 /// header): what goes after [`wire_encode`]'s five bytes. The same bytes as
-/// `apache_avro::to_avro_datum`, which 0.22 deprecates for `GenericDatumWriter`.
+/// `apache_avro::to_avro_datum` (deprecated in 0.22 for `GenericDatumWriter`)
+/// over [`to_avro`]'s value, written directly from the JSON. This compiles
+/// `schema` on every call: to encode many resources, use
+/// [`FhirSchemas::encoder`].
 pub fn encode(schema: &Schema, resource: &serde_json::Value) -> Result<Vec<u8>, AvroError> {
+    let plan = compile(schema)?;
+    Encoder {
+        schema,
+        plan: &plan,
+    }
+    .encode(resource)
+}
+
+fn compile(schema: &Schema) -> Result<Plan, AvroError> {
     let resolved = resolve(schema)?;
-    let value = convert::to_avro_resolved(schema, resolved.get_names(), resource)?;
-    let encode_err = || AvroError::Encode {
-        schema: schema_name(schema),
-    };
-    GenericDatumWriter::builder(schema)
-        .resolved_schemata(resolved)
-        .build()
-        .map_err(|_| encode_err())?
-        .write_value_to_vec(value)
-        .map_err(|_| encode_err())
+    if !matches!(schema, Schema::Record(_)) {
+        return Err(AvroError::Schema(format!(
+            "{}: top level is not a record",
+            schema_name(schema)
+        )));
+    }
+    Ok(Plan::compile(schema, resolved.get_names()))
+}
+
+/// Why `resource` does not fit `schema`: the direct encoder tracks no path,
+/// so the value-building walk (same acceptance rules) is run to name it.
+#[cold]
+fn explain_mismatch(schema: &Schema, resource: &serde_json::Value) -> AvroError {
+    match resolve(schema)
+        .and_then(|r| convert::to_avro_resolved(schema, r.get_names(), resource).map(drop))
+    {
+        Err(e) => e,
+        // Not reachable while both walks apply the same rules; never silent.
+        Ok(()) => AvroError::Encode {
+            schema: schema_name(schema),
+        },
+    }
 }
 
 /// The inverse of [`encode`] (`from_avro_datum`, deprecated in 0.22, then
@@ -135,10 +211,15 @@ pub fn decode(schema: &Schema, bytes: &[u8]) -> Result<serde_json::Value, AvroEr
 /// Confluent wire format: magic byte 0, the schema id (big-endian), the datum.
 pub fn wire_encode(schema_id: u32, datum: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(WIRE_HEADER_LEN + datum.len());
-    out.push(0);
-    out.extend_from_slice(&schema_id.to_be_bytes());
+    out.extend_from_slice(&wire_header(schema_id));
     out.extend_from_slice(datum);
     out
+}
+
+/// The five bytes [`wire_encode`] puts before the datum.
+pub fn wire_header(schema_id: u32) -> [u8; WIRE_HEADER_LEN] {
+    let [a, b, c, d] = schema_id.to_be_bytes();
+    [0, a, b, c, d]
 }
 
 /// Splits a Confluent wire-format record into its schema id and datum.

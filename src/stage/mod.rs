@@ -13,6 +13,7 @@ pub mod dedup;
 pub mod embedded;
 pub mod kafka;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -179,6 +180,9 @@ pub struct Stage {
     schemas: FhirSchemas,
     ids: SchemaIds,
     topics: OutputTopics,
+    /// Last wire-record size per resource type (Encounter, Observation), to
+    /// size the next output buffer without regrowing it.
+    size_hint: [AtomicUsize; 2],
 }
 
 impl Stage {
@@ -203,6 +207,7 @@ impl Stage {
                 observation,
             },
             topics,
+            size_hint: Default::default(),
         })
     }
 
@@ -219,9 +224,16 @@ impl Stage {
             Err(e) => return Outcome::Dead(self.dead(src, "map", &e.reason)),
         };
         let count = resources.len();
+        // What every output of this input shares, built once.
+        let shared = Shared {
+            headers: provenance_base(src),
+            count: count.to_string(),
+            key: src.key,
+            timestamp_ms: now_ms(),
+        };
         let mut out = Vec::with_capacity(count);
         for (index, resource) in resources.iter().enumerate() {
-            match self.encode(src, resource, index, count) {
+            match self.encode(src, &shared, resource, index) {
                 Ok(r) => out.push(r),
                 Err(reason) => return Outcome::Dead(self.dead(src, "encode", &reason)),
             }
@@ -232,40 +244,53 @@ impl Stage {
     fn encode(
         &self,
         src: &Source<'_>,
+        shared: &Shared<'_>,
         resource: &Value,
         index: usize,
-        count: usize,
     ) -> Result<Record, String> {
         let kind = resource
             .get("resourceType")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let (topic, schema, id) = match kind {
+        let (topic, id, hint) = match kind {
             "Encounter" => (
                 &self.topics.encounter,
-                &self.schemas.encounter,
                 self.ids.encounter,
+                &self.size_hint[0],
             ),
             "Observation" => (
                 &self.topics.observation,
-                &self.schemas.observation,
                 self.ids.observation,
+                &self.size_hint[1],
             ),
             other => return Err(format!("no output topic for resource type {other:?}")),
         };
-        let datum = avro::encode(schema, resource).map_err(|e| e.to_string())?;
-        let mut headers = provenance(src, index, count);
+        let encoder = self
+            .schemas
+            .encoder(kind)
+            .ok_or_else(|| format!("no schema for resource type {kind:?}"))?;
+        // Wire header, then the datum straight after it: no copy.
+        let mut value = Vec::with_capacity(hint.load(Ordering::Relaxed) + 64);
+        value.extend_from_slice(&avro::wire_header(id));
+        encoder
+            .encode_into(resource, &mut value)
+            .map_err(|e| e.to_string())?;
+        hint.store(value.len(), Ordering::Relaxed);
+        let mut headers = Vec::with_capacity(shared.headers.len() + 4);
+        headers.extend(shared.headers.iter().cloned());
+        headers.push((headers::SOURCE_INDEX.into(), index.to_string()));
+        headers.push((headers::SOURCE_COUNT.into(), shared.count.clone()));
         headers.push((headers::RESOURCE_TYPE.into(), kind.into()));
         if let Some(rid) = resource.get("id").and_then(Value::as_str) {
             headers.push((headers::RESOURCE_ID.into(), rid.into()));
         }
         Ok(Record {
             topic: topic.clone(),
-            key: src.key.map(str::to_owned),
+            key: shared.key.map(str::to_owned),
             partition: Some(src.partition),
             headers,
-            timestamp_ms: now_ms(),
-            value: Bytes::from(avro::wire_encode(id, &datum)),
+            timestamp_ms: shared.timestamp_ms,
+            value: Bytes::from(value),
         })
     }
 
@@ -293,17 +318,36 @@ impl Stage {
     }
 }
 
+/// What every output of one input record shares.
+struct Shared<'a> {
+    /// [`provenance_base`]: carried headers, source topic, partition, offset.
+    headers: Vec<(String, String)>,
+    count: String,
+    key: Option<&'a str>,
+    timestamp_ms: i64,
+}
+
 fn provenance(src: &Source<'_>, index: usize, count: usize) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = CARRIED
-        .iter()
-        .filter_map(|k| src.header(k).map(|v| ((*k).to_owned(), v.to_owned())))
-        .collect();
+    let mut out = provenance_base(src);
+    out.extend([
+        (headers::SOURCE_INDEX.into(), index.to_string()),
+        (headers::SOURCE_COUNT.into(), count.to_string()),
+    ]);
+    out
+}
+
+/// The provenance headers up to `source.offset` (index and count follow).
+fn provenance_base(src: &Source<'_>) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(CARRIED.len() + 7);
+    out.extend(
+        CARRIED
+            .iter()
+            .filter_map(|k| src.header(k).map(|v| ((*k).to_owned(), v.to_owned()))),
+    );
     out.extend([
         (headers::SOURCE_TOPIC.into(), src.topic.to_owned()),
         (headers::SOURCE_PARTITION.into(), src.partition.to_string()),
         (headers::SOURCE_OFFSET.into(), src.offset.to_string()),
-        (headers::SOURCE_INDEX.into(), index.to_string()),
-        (headers::SOURCE_COUNT.into(), count.to_string()),
     ]);
     out
 }

@@ -4,26 +4,66 @@
 //! Functions take raw (still escaped) v2 values and the message delimiters;
 //! text that reaches FHIR is unescaped first.
 
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
 
 use crate::hl7::message::Delimiters;
 
 use super::tables::Tables;
 
-/// Splits on a delimiter; a missing part reads as "".
-pub fn parts(v: &str, sep: char) -> Vec<&str> {
-    v.split(sep).collect()
+/// How many parts [`Parts`] keeps at hand; later ones are found by splitting again.
+const KEPT: usize = 16;
+
+/// A value split on a delimiter, without allocating: a missing part reads as "".
+pub struct Parts<'a> {
+    v: &'a str,
+    sep: char,
+    first: [&'a str; KEPT],
+    /// Parts in `first`; `KEPT` means there may be more.
+    n: usize,
 }
 
-pub fn part<'a>(p: &[&'a str], i: usize) -> &'a str {
-    p.get(i).copied().unwrap_or("")
+impl<'a> Parts<'a> {
+    /// Part `i` (0-based), or "" when there are fewer parts.
+    pub fn get(&self, i: usize) -> &'a str {
+        if i < self.n {
+            self.first[i]
+        } else if self.n < KEPT {
+            ""
+        } else {
+            self.v.split(self.sep).nth(i).unwrap_or("")
+        }
+    }
+
+    /// Every part, in order (at least one: "" splits into [""]).
+    pub fn iter(&self) -> std::str::Split<'a, char> {
+        self.v.split(self.sep)
+    }
+}
+
+/// Splits on a delimiter; a missing part reads as "".
+pub fn parts(v: &str, sep: char) -> Parts<'_> {
+    let mut first = [""; KEPT];
+    let mut n = 0;
+    for (slot, p) in first.iter_mut().zip(v.split(sep)) {
+        *slot = p;
+        n += 1;
+    }
+    Parts { v, sep, first, n }
+}
+
+/// The first part (what `parts(v, sep).get(0)` is), e.g. TS-1 of a TS.
+pub fn first_part(v: &str, sep: char) -> &str {
+    v.split(sep).next().unwrap_or("")
 }
 
 /// Decodes v2 escape sequences (\F\ \S\ \T\ \R\ \E\, \.br\ and \X..\ hex);
 /// formatting escapes that have no text meaning (\H\ \N\ …) are dropped.
-pub fn unescape(v: &str, d: &Delimiters) -> String {
+/// Borrows `v` when it has no escape sequence.
+pub fn unescape<'a>(v: &'a str, d: &Delimiters) -> Cow<'a, str> {
     if !v.contains(d.escape) {
-        return v.to_owned();
+        return Cow::Borrowed(v);
     }
     let mut out = String::with_capacity(v.len());
     let mut rest = v;
@@ -32,7 +72,7 @@ pub fn unescape(v: &str, d: &Delimiters) -> String {
         let after = &rest[start + d.escape.len_utf8()..];
         let Some(end) = after.find(d.escape) else {
             out.push_str(&rest[start..]);
-            return out;
+            return Cow::Owned(out);
         };
         let seq = &after[..end];
         match seq {
@@ -54,7 +94,7 @@ pub fn unescape(v: &str, d: &Delimiters) -> String {
         rest = &after[end + d.escape.len_utf8()..];
     }
     out.push_str(rest);
-    out
+    Cow::Owned(out)
 }
 
 /// Whitespace as the FHIR schema's patterns see it: ECMA-262 `\s`, which is
@@ -80,7 +120,39 @@ pub fn string(raw: &str, d: &Delimiters) -> Option<String> {
     if is_null(raw) {
         return None;
     }
-    let cleaned: String = unescape(raw, d)
+    match unescape(raw, d) {
+        Cow::Borrowed(s) => cleaned(s),
+        Cow::Owned(s) => cleaned(&s),
+    }
+}
+
+/// Whether [`string`] leaves anything (`string(raw, d).is_some()`), mostly
+/// without allocating.
+pub fn has_text(raw: &str, d: &Delimiters) -> bool {
+    if is_null(raw) {
+        return false;
+    }
+    let u = unescape(raw, d);
+    if u.bytes().all(plain) {
+        !u.trim().is_empty()
+    } else {
+        cleaned(&u).is_some()
+    }
+}
+
+/// A byte that [`cleaned`] keeps as it is: printable ASCII, tab, CR, LF.
+fn plain(b: u8) -> bool {
+    matches!(b, b' '..=b'~' | b'\t' | b'\r' | b'\n')
+}
+
+/// Unescaped text cleaned and trimmed (see [`string`]).
+fn cleaned(s: &str) -> Option<String> {
+    if s.bytes().all(plain) {
+        // Nothing to clean (the usual case): one allocation, for the result.
+        let t = s.trim();
+        return (!t.is_empty()).then(|| t.to_owned());
+    }
+    let cleaned: String = s
         .chars()
         .filter_map(|c| match c {
             ' ' | '\t' | '\r' | '\n' => Some(c),
@@ -97,12 +169,12 @@ pub fn string(raw: &str, d: &Delimiters) -> Option<String> {
 /// Raw v2 text as a FHIR `code` (`[^\s]+( [^\s]+)*`): a [`string`] with
 /// every run of whitespace made one space. `None` when nothing is left.
 pub fn code(raw: &str, d: &Delimiters) -> Option<String> {
-    Some(
-        string(raw, d)?
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
+    let s = string(raw, d)?;
+    // After `string`, the only whitespace left is space, tab, CR and LF.
+    if !s.contains(['\t', '\r', '\n']) && !s.contains("  ") {
+        return Some(s);
+    }
+    Some(s.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 /// A URI as sent (a FHIR `uri` has no whitespace), or `None`.
@@ -126,6 +198,16 @@ fn is_oid(s: &str) -> bool {
 /// one: four digits, minutes below 60, and within FHIR's range (-14:00 to
 /// +14:00; the schema allows nothing past 14:00).
 pub fn offset(z: &str) -> Option<String> {
+    let (sign, hh, mm) = offset_parts(z)?;
+    let mut out = String::with_capacity(6);
+    for p in [sign, hh, ":", mm] {
+        out.push_str(p);
+    }
+    Some(out)
+}
+
+/// [`offset`]'s checks; the sign, the two hour digits and the two minute digits.
+fn offset_parts(z: &str) -> Option<(&str, &str, &str)> {
     let (sign, digits) = (z.get(..1)?, z.get(1..)?);
     if !matches!(sign, "+" | "-")
         || digits.len() != 4
@@ -133,11 +215,12 @@ pub fn offset(z: &str) -> Option<String> {
     {
         return None;
     }
-    let (h, m): (u32, u32) = (digits[..2].parse().ok()?, digits[2..].parse().ok()?);
+    let (hh, mm) = digits.split_at(2);
+    let (h, m): (u32, u32) = (hh.parse().ok()?, mm.parse().ok()?);
     if m > 59 || h > 14 || (h == 14 && m != 0) {
         return None;
     }
-    Some(format!("{sign}{h:02}:{m:02}"))
+    Some((sign, hh, mm))
 }
 
 fn days_in_month(year: u32, month: u32) -> u32 {
@@ -168,7 +251,7 @@ fn days_in_month(year: u32, month: u32) -> u32 {
 pub fn datetime(v: &str, default_tz: &str) -> Option<String> {
     let v = v.trim();
     let (body, tz) = match v.find(['+', '-']) {
-        Some(i) => (&v[..i], Some(offset(&v[i..])?)),
+        Some(i) => (&v[..i], Some(offset_parts(&v[i..])?)),
         None => (v, None),
     };
     let (digits, frac) = match body.split_once('.') {
@@ -194,7 +277,8 @@ pub fn datetime(v: &str, default_tz: &str) -> Option<String> {
     {
         return None;
     }
-    let mut out = digits[..4].to_owned();
+    let mut out = String::with_capacity(32);
+    out.push_str(&digits[..4]);
     if digits.len() >= 6 {
         out.push('-');
         out.push_str(&digits[4..6]);
@@ -210,12 +294,23 @@ pub fn datetime(v: &str, default_tz: &str) -> Option<String> {
     if h > 23 || m > 59 || s > 59 {
         return None;
     }
-    out.push_str(&format!("T{h:02}:{m:02}:{s:02}"));
+    // Two digits each, as sent; a missing minute or second is `00`.
+    let two = |r: std::ops::Range<usize>| digits.get(r).unwrap_or("00");
+    for p in ["T", two(8..10), ":", two(10..12), ":", two(12..14)] {
+        out.push_str(p);
+    }
     if let Some(f) = frac {
         out.push('.');
         out.push_str(f);
     }
-    out.push_str(tz.as_deref().unwrap_or(default_tz));
+    match tz {
+        Some((sign, hh, mm)) => {
+            for p in [sign, hh, ":", mm] {
+                out.push_str(p);
+            }
+        }
+        None => out.push_str(default_tz),
+    }
     Some(out)
 }
 
@@ -256,7 +351,11 @@ pub fn time(v: &str) -> Option<String> {
     if h > 23 || m > 59 || s > 59 {
         return None;
     }
-    let mut out = format!("{h:02}:{m:02}:{s:02}");
+    let two = |r: std::ops::Range<usize>| digits.get(r).unwrap_or("00");
+    let mut out = String::with_capacity(16);
+    for p in [two(0..2), ":", two(2..4), ":", two(4..6)] {
+        out.push_str(p);
+    }
     if let Some(f) = frac {
         out.push('.');
         out.push_str(f);
@@ -285,17 +384,17 @@ pub fn decimal(v: &str) -> Option<Value> {
 fn normalise_decimal(t: &str) -> String {
     let (neg, t) = t.strip_prefix('-').map_or((false, t), |r| (true, r));
     let t = t.trim_start_matches('0');
-    let t = if t.is_empty() || t.starts_with('.') {
-        format!("0{t}")
-    } else {
-        t.to_owned()
-    };
-    let t = t.strip_suffix('.').map(str::to_owned).unwrap_or(t);
+    // (At most one '.': dropping a trailing one first gives the same text.)
+    let t = t.strip_suffix('.').unwrap_or(t);
+    let mut out = String::with_capacity(t.len() + 2);
     if neg {
-        format!("-{t}")
-    } else {
-        t
+        out.push('-');
     }
+    if t.is_empty() || t.starts_with('.') {
+        out.push('0');
+    }
+    out.push_str(t);
+    out
 }
 
 /// One coding (code, display, v2 coding-system name) as FHIR; `None` when
@@ -313,22 +412,22 @@ fn coding(
     if code.is_none() && display.is_none() {
         return None;
     }
-    let mut c = Map::new();
-    let system = match string(system, d) {
-        Some(s) => Some(s),
-        None => default_table.map(|t| format!("HL7{t}")),
+    let mut c = Map::with_capacity(4);
+    let uri = match string(system, d) {
+        Some(s) => t.system_uri(&s).map(Cow::into_owned),
+        None => default_table.and_then(|table| t.table_uri(table)),
     };
-    if let Some(uri) = system.and_then(|s| t.system_uri(&s)) {
-        c.insert("system".into(), json!(uri));
+    if let Some(uri) = uri {
+        c.insert("system".into(), Value::String(uri));
     }
     if let Some(v) = string(version, d) {
-        c.insert("version".into(), json!(v));
+        c.insert("version".into(), Value::String(v));
     }
     if let Some(code) = code {
-        c.insert("code".into(), json!(code));
+        c.insert("code".into(), Value::String(code));
     }
     if let Some(display) = display {
-        c.insert("display".into(), json!(display));
+        c.insert("display".into(), Value::String(display));
     }
     Some(Value::Object(c))
 }
@@ -350,21 +449,19 @@ pub fn codeable_concept(
         (3, 4, 5, 7, None),
         (9, 10, 11, 12, None),
     ];
-    let codings: Vec<Value> = triplets
-        .iter()
-        .filter_map(|&(c, dsp, sys, ver, table)| {
-            coding(
-                part(&p, c),
-                part(&p, dsp),
-                part(&p, sys),
-                part(&p, ver),
-                d,
-                t,
-                table,
-            )
-        })
-        .collect();
-    let text = string(part(&p, 8), d);
+    let mut codings = Vec::new();
+    for &(c, dsp, sys, ver, table) in &triplets {
+        codings.extend(coding(
+            p.get(c),
+            p.get(dsp),
+            p.get(sys),
+            p.get(ver),
+            d,
+            t,
+            table,
+        ));
+    }
+    let text = string(p.get(8), d);
     if codings.is_empty() && text.is_none() {
         return None;
     }
@@ -373,7 +470,7 @@ pub fn codeable_concept(
         cc.insert("coding".into(), Value::Array(codings));
     }
     if let Some(text) = text {
-        cc.insert("text".into(), json!(text));
+        cc.insert("text".into(), Value::String(text));
     }
     Some(Value::Object(cc))
 }
@@ -381,26 +478,49 @@ pub fn codeable_concept(
 /// CWE units to the unit/system/code part of a Quantity (IG CWE[Quantity]).
 pub fn quantity_units(units: &str, d: &Delimiters, t: &Tables, q: &mut Map<String, Value>) {
     let p = parts(units, d.component);
-    let (code, text) = (code(part(&p, 0), d), string(part(&p, 1), d));
-    if let Some(unit) = text.or_else(|| code.clone()) {
-        q.insert("unit".into(), json!(unit));
+    let (code, text) = (code(p.get(0), d), string(p.get(1), d));
+    let system = string(p.get(2), d).and_then(|s| t.system_uri(&s).map(Cow::into_owned));
+    match (text, code, system) {
+        (Some(unit), Some(code), Some(uri)) => {
+            q.insert("unit".into(), Value::String(unit));
+            q.insert("system".into(), Value::String(uri));
+            q.insert("code".into(), Value::String(code));
+        }
+        (None, Some(code), Some(uri)) => {
+            q.insert("unit".into(), Value::String(code.clone()));
+            q.insert("system".into(), Value::String(uri));
+            q.insert("code".into(), Value::String(code));
+        }
+        (text, code, _) => {
+            if let Some(unit) = text.or(code) {
+                q.insert("unit".into(), Value::String(unit));
+            }
+        }
     }
-    let system = string(part(&p, 2), d).and_then(|s| t.system_uri(&s));
-    if let (Some(code), Some(uri)) = (code, system) {
-        q.insert("system".into(), json!(uri));
-        q.insert("code".into(), json!(code));
+}
+
+/// `{"coding": [{"system": <system>, "code": <code>}]}` (and `text` when given).
+pub fn concept_of(system: &str, code: String, text: Option<&str>) -> Value {
+    let mut c = Map::new();
+    c.insert("system".into(), Value::String(system.to_owned()));
+    c.insert("code".into(), Value::String(code));
+    let mut cc = Map::new();
+    cc.insert("coding".into(), Value::Array(vec![Value::Object(c)]));
+    if let Some(text) = text {
+        cc.insert("text".into(), Value::String(text.to_owned()));
     }
+    Value::Object(cc)
 }
 
 /// CX to Identifier (IG CX[Identifier]): value, system from the assigning
 /// authority, type from CX-5 (table 0203). `None` without a value.
 pub fn identifier(v: &str, d: &Delimiters, t: &Tables) -> Option<Value> {
     let p = parts(v, d.component);
-    let value = string(part(&p, 0), d)?;
-    let mut id = Map::new();
-    let auth = parts(part(&p, 3), d.subcomponent);
-    let (ns, uid) = (string(part(&auth, 0), d), string(part(&auth, 1), d));
-    let iso = part(&auth, 2).trim().eq_ignore_ascii_case("ISO");
+    let value = string(p.get(0), d)?;
+    let mut id = Map::with_capacity(3);
+    let auth = parts(p.get(3), d.subcomponent);
+    let (ns, uid) = (string(auth.get(0), d), string(auth.get(1), d));
+    let iso = auth.get(2).trim().eq_ignore_ascii_case("ISO");
     let system = match (ns, uid) {
         (_, Some(uid)) if iso && is_oid(&uid) => Some(format!("urn:oid:{uid}")),
         (_, Some(uid)) if uid.contains("://") && uri_as_sent(&uid).is_some() => Some(uid),
@@ -408,14 +528,46 @@ pub fn identifier(v: &str, d: &Delimiters, t: &Tables) -> Option<Value> {
         (None, Some(uid)) => Some(t.authority_uri(&uid)),
         (None, None) => None,
     };
-    if let Some(ty) = code(part(&p, 4), d) {
-        id.insert("type".into(), json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": ty}]}));
+    if let Some(ty) = code(p.get(4), d) {
+        id.insert(
+            "type".into(),
+            concept_of("http://terminology.hl7.org/CodeSystem/v2-0203", ty, None),
+        );
     }
     if let Some(s) = system {
-        id.insert("system".into(), json!(s));
+        id.insert("system".into(), Value::String(s));
     }
-    id.insert("value".into(), json!(value));
+    id.insert("value".into(), Value::String(value));
     Some(Value::Object(id))
+}
+
+/// Appends [`string`]`(raw)` to `out`, after `sep` unless `out` is empty:
+/// what joining the non-`None` strings with `sep` gives, without a string
+/// per part. False (and `out` unchanged) when nothing is left.
+pub fn push_string(raw: &str, d: &Delimiters, sep: &str, out: &mut String) -> bool {
+    if is_null(raw) {
+        return false;
+    }
+    let u = unescape(raw, d);
+    let mut push = |t: &str| {
+        if !out.is_empty() {
+            out.push_str(sep);
+        }
+        out.push_str(t);
+    };
+    if u.bytes().all(plain) {
+        let t = u.trim();
+        if t.is_empty() {
+            return false;
+        }
+        push(t);
+    } else {
+        let Some(c) = cleaned(&u) else {
+            return false;
+        };
+        push(&c);
+    }
+    true
 }
 
 /// XCN to a Reference to the Practitioner, by identifier and name (the IG maps
@@ -423,29 +575,29 @@ pub fn identifier(v: &str, d: &Delimiters, t: &Tables) -> Option<Value> {
 /// Observation, so the practitioner travels as a logical reference).
 pub fn practitioner_ref(v: &str, d: &Delimiters, t: &Tables) -> Option<Value> {
     let p = parts(v, d.component);
-    let id = string(part(&p, 0), d);
+    let id = string(p.get(0), d);
     // XCN-2 is FN: its first subcomponent is the surname.
-    let family = parts(part(&p, 1), d.subcomponent)[0];
-    let name: Vec<String> = [part(&p, 5), part(&p, 2), part(&p, 3), family]
-        .iter()
-        .filter_map(|s| string(s, d))
-        .collect();
+    let family = first_part(p.get(1), d.subcomponent);
+    let mut name = String::new();
+    for s in [p.get(5), p.get(2), p.get(3), family] {
+        push_string(s, d, " ", &mut name);
+    }
     if id.is_none() && name.is_empty() {
         return None;
     }
-    let mut r = Map::new();
-    r.insert("type".into(), json!("Practitioner"));
+    let mut r = Map::with_capacity(3);
+    r.insert("type".into(), Value::String("Practitioner".into()));
     if let Some(id) = id {
         let mut ident = Map::new();
-        let auth = parts(part(&p, 8), d.subcomponent);
-        if let Some(ns) = string(part(&auth, 0), d) {
-            ident.insert("system".into(), json!(t.authority_uri(&ns)));
+        let auth = first_part(p.get(8), d.subcomponent);
+        if let Some(ns) = string(auth, d) {
+            ident.insert("system".into(), Value::String(t.authority_uri(&ns)));
         }
-        ident.insert("value".into(), json!(id));
+        ident.insert("value".into(), Value::String(id));
         r.insert("identifier".into(), Value::Object(ident));
     }
     if !name.is_empty() {
-        r.insert("display".into(), json!(name.join(" ")));
+        r.insert("display".into(), Value::String(name));
     }
     Some(Value::Object(r))
 }
@@ -453,19 +605,23 @@ pub fn practitioner_ref(v: &str, d: &Delimiters, t: &Tables) -> Option<Value> {
 /// PL to a Location reference with a readable display (point of care, room, bed, facility).
 pub fn location_ref(v: &str, d: &Delimiters) -> Option<Value> {
     let p = parts(v, d.component);
-    let names: Vec<String> = [0, 1, 2, 3]
-        .iter()
-        .filter_map(|&i| string(parts(part(&p, i), d.subcomponent)[0], d))
-        .collect();
+    let mut names = String::new();
+    for i in 0..4 {
+        push_string(first_part(p.get(i), d.subcomponent), d, " ", &mut names);
+    }
     if names.is_empty() {
         return None;
     }
-    Some(json!({"type": "Location", "display": names.join(" ")}))
+    let mut r = Map::new();
+    r.insert("type".into(), Value::String("Location".into()));
+    r.insert("display".into(), Value::String(names));
+    Some(Value::Object(r))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn timestamps_keep_precision_and_offset() {

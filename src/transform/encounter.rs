@@ -1,9 +1,10 @@
 //! PV1 to Encounter (IG segments/PV1[Encounter].csv).
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::datatypes::{
-    code, codeable_concept, datetime, identifier, is_null, location_ref, parts, practitioner_ref,
+    code, codeable_concept, concept_of, datetime, first_part, identifier, is_null, location_ref,
+    practitioner_ref,
 };
 use super::{Context, MapError};
 
@@ -32,55 +33,62 @@ pub(super) fn map(
             .map(|r| r.raw_value())
             .unwrap_or("")
     };
-    let reps = |n: usize| -> Vec<&str> {
-        pv1.field(n)
-            .map(|f| {
-                f.repeats()
-                    .map(|r| r.raw_value())
-                    .filter(|r| !r.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     let trigger = ctx.header.trigger_event.to_ascii_uppercase();
-    let class_code = code(parts(field(2), d.component)[0], d).unwrap_or_default();
+    let class_code = code(first_part(field(2), d.component), d).unwrap_or_default();
     let discharged = !field(45).trim().is_empty() && !is_null(field(45));
 
     // Status, in the order of precedence documented in the README.
-    let status = if CANCELLATIONS.contains(&trigger.as_str()) {
-        "cancelled".to_owned()
+    let status: &str = if CANCELLATIONS.contains(&trigger.as_str()) {
+        "cancelled"
     } else if trigger == "A13" {
-        "in-progress".to_owned()
+        "in-progress"
     } else if discharged {
-        "finished".to_owned()
+        "finished"
     } else if let Some(s) = t.event_encounter_status.get(&trigger) {
-        s.clone()
+        s
     } else if let Some(s) = t.patient_class_status.get(&class_code) {
-        s.clone()
+        s
     } else {
-        "unknown".to_owned()
+        "unknown"
     };
 
-    let mut e = Map::new();
-    e.insert("resourceType".into(), json!("Encounter"));
-    e.insert("id".into(), json!(id));
+    let mut e = Map::with_capacity(16);
+    e.insert("resourceType".into(), str_value("Encounter"));
+    e.insert("id".into(), str_value(id));
     e.insert("meta".into(), ctx.meta.clone());
     if let Some(visit) = identifier(field(t.visit_number_field), d, t).map(|mut v| {
         // The visit number (PV1-19, or PV1-50 by mapping rule) is type VN whatever CX-5 says.
-        v["type"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "VN"}], "text": "visit number"});
+        v["type"] = concept_of(
+            "http://terminology.hl7.org/CodeSystem/v2-0203",
+            "VN".into(),
+            Some("visit number"),
+        );
         v
     }) {
-        e.insert("identifier".into(), json!([visit]));
+        e.insert("identifier".into(), Value::Array(vec![visit]));
     }
-    e.insert("status".into(), json!(status));
-    e.insert("class".into(), match t.patient_class.get(&class_code) {
-        Some((code, display)) => json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": code, "display": display}),
-        None if !class_code.is_empty() => json!({"system": "http://terminology.hl7.org/CodeSystem/v2-0004", "code": class_code}),
+    e.insert("status".into(), str_value(status));
+    let class = match t.patient_class.get(&class_code) {
+        Some((code, display)) => coding(
+            "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+            code,
+            Some(display),
+        ),
+        None if !class_code.is_empty() => coding(
+            "http://terminology.hl7.org/CodeSystem/v2-0004",
+            &class_code,
+            None,
+        ),
         // Encounter.class is required; an empty PV1-2 is "unknown".
-        None => json!({"system": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor", "code": "UNK", "display": "unknown"}),
-    });
+        None => coding(
+            "http://terminology.hl7.org/CodeSystem/v3-NullFlavor",
+            "UNK",
+            Some("unknown"),
+        ),
+    };
+    e.insert("class".into(), class);
     if let Some(cc) = codeable_concept(field(4), d, t, Some("0007")) {
-        e.insert("type".into(), json!([cc]));
+        e.insert("type".into(), Value::Array(vec![cc]));
     }
     if let Some(cc) = codeable_concept(field(10), d, t, Some("0069")) {
         e.insert("serviceType".into(), cc);
@@ -90,12 +98,20 @@ pub(super) fn map(
     }
     let mut participants = Vec::new();
     for &(n, code, display) in PARTICIPANTS {
-        for rep in reps(n) {
+        let Some(f) = pv1.field(n) else { continue };
+        for rep in f.repeats().map(|r| r.raw_value()).filter(|r| !r.is_empty()) {
             if let Some(who) = practitioner_ref(rep, d, t) {
-                participants.push(json!({
-                    "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": code, "display": display}]}],
-                    "individual": who,
-                }));
+                let kind = coding(
+                    "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                    code,
+                    Some(display),
+                );
+                let mut concept = Map::new();
+                concept.insert("coding".into(), Value::Array(vec![kind]));
+                let mut p = Map::new();
+                p.insert("type".into(), Value::Array(vec![Value::Object(concept)]));
+                p.insert("individual".into(), who);
+                participants.push(Value::Object(p));
             }
         }
     }
@@ -104,7 +120,7 @@ pub(super) fn map(
     }
     // An invalid timestamp is omitted (see `datetime`), with a content-free warning.
     let timestamp = |n: usize, element: &str| {
-        let ts = parts(field(n), d.component)[0];
+        let ts = first_part(field(n), d.component);
         let dt = datetime(ts, &t.default_timezone);
         if dt.is_none() && !ts.trim().is_empty() && !is_null(ts) {
             tracing::warn!(
@@ -124,10 +140,10 @@ pub(super) fn map(
     if start.is_some() || end.is_some() {
         let mut p = Map::new();
         if let Some(s) = start {
-            p.insert("start".into(), json!(s));
+            p.insert("start".into(), Value::String(s));
         }
         if let Some(x) = end {
-            p.insert("end".into(), json!(x));
+            p.insert("end".into(), Value::String(x));
         }
         e.insert("period".into(), Value::Object(p));
     }
@@ -139,9 +155,12 @@ pub(super) fn map(
         } else {
             "active"
         };
-        e.insert("location".into(), json!([{"location": loc, "status": st}]));
+        let mut l = Map::new();
+        l.insert("location".into(), loc);
+        l.insert("status".into(), str_value(st));
+        e.insert("location".into(), Value::Array(vec![Value::Object(l)]));
     }
-    let mut hosp = Map::new();
+    let mut hosp = Map::with_capacity(3);
     if let Some(cc) = codeable_concept(field(14), d, t, Some("0023")) {
         hosp.insert("admitSource".into(), cc);
     }
@@ -155,4 +174,19 @@ pub(super) fn map(
         e.insert("hospitalization".into(), Value::Object(hosp));
     }
     Ok(Value::Object(e))
+}
+
+fn str_value(s: &str) -> Value {
+    Value::String(s.to_owned())
+}
+
+/// A Coding: `{"system", "code"[, "display"]}`.
+fn coding(system: &str, code: &str, display: Option<&str>) -> Value {
+    let mut c = Map::with_capacity(3);
+    c.insert("system".into(), str_value(system));
+    c.insert("code".into(), str_value(code));
+    if let Some(display) = display {
+        c.insert("display".into(), str_value(display));
+    }
+    Value::Object(c)
 }

@@ -11,7 +11,7 @@ mod encounter;
 mod observation;
 pub mod tables;
 
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::hl7::message::{read_full, MessageHeader, ReadOptions};
@@ -63,7 +63,8 @@ pub(crate) struct Context<'a> {
     pub header: &'a MessageHeader,
     pub tables: &'a Tables,
     pub subject: Option<Value>,
-    pub encounter_id: Option<String>,
+    /// `Encounter/<id>`, when the visit number identifies the encounter.
+    pub encounter_reference: Option<String>,
     pub meta: Value,
 }
 
@@ -84,8 +85,12 @@ impl Mapper {
             &tables.patient_id_types
         };
         let subject = choose(&parsed.patient_identifiers, id_types).and_then(|cx| {
-            datatypes::identifier(&cx.raw, d, tables)
-                .map(|id| json!({"type": "Patient", "identifier": id}))
+            datatypes::identifier(&cx.raw, d, tables).map(|id| {
+                let mut r = Map::new();
+                r.insert("type".into(), Value::String("Patient".into()));
+                r.insert("identifier".into(), id);
+                Value::Object(r)
+            })
         });
         let pv1 = msg.segment("PV1");
         // An empty, blank or null (`""`) visit number is none: keying on it would
@@ -102,8 +107,14 @@ impl Mapper {
             header,
             tables,
             subject,
-            encounter_id: visit.and(encounter_id.clone()),
-            meta: json!({"source": meta_source(header)}),
+            encounter_reference: visit
+                .and(encounter_id.as_ref())
+                .map(|eid| format!("Encounter/{eid}")),
+            meta: {
+                let mut m = Map::new();
+                m.insert("source".into(), Value::String(meta_source(header)));
+                Value::Object(m)
+            },
         };
         let mut out = Vec::new();
         if let (Some(pv1), Some(id)) = (pv1, &encounter_id) {
@@ -126,11 +137,13 @@ pub(crate) fn resource_id(parts: &[&str]) -> String {
         h.update(p.as_bytes());
         h.update([0x1f]);
     }
-    h.finalize()
-        .iter()
-        .take(20)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(40);
+    for &b in h.finalize().iter().take(20) {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    id
 }
 
 /// `meta.source`: which message this came from (sender and control ID).
@@ -147,6 +160,7 @@ fn meta_source(h: &MessageHeader) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// Maps an ORU^R01 made of the given segments after MSH and PID.
     fn oru(segments: &[&str]) -> Vec<Value> {

@@ -2,11 +2,13 @@
 //! ORU^R01, ORM^O01 and any ADT that carries OBX. A repeating OBX-5 becomes
 //! components (IG OBX[Observation-Component]).
 
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
 
 use super::datatypes::{
-    codeable_concept, datetime, decimal, is_null, part, parts, practitioner_ref, quantity_units,
-    string, time,
+    codeable_concept, datetime, decimal, first_part, has_text, is_null, parts, practitioner_ref,
+    push_string, quantity_units, string, time,
 };
 use super::{resource_id, Context, MapError};
 use crate::hl7::message::Delimiters;
@@ -16,10 +18,10 @@ pub(super) fn map_all(
     msg: &hl7_parser::Message<'_>,
     ctx: &Context<'_>,
 ) -> Result<Vec<Value>, MapError> {
-    let mut out = Vec::new();
+    let segs: Vec<_> = msg.segments().collect();
+    let mut out = Vec::with_capacity(segs.iter().filter(|s| s.name == "OBX").count());
     let mut ids = std::collections::HashSet::new();
     let mut obr: Option<&hl7_parser::message::Segment<'_>> = None;
-    let segs: Vec<_> = msg.segments().collect();
     let mut n_obx = 0;
     for (i, seg) in segs.iter().enumerate() {
         match seg.name {
@@ -37,11 +39,13 @@ pub(super) fn map_all(
                 // that leave OBX-1 empty on every line of a text result) would
                 // share an id, and downstream upserts keep only the last: the
                 // repeat's position makes its id distinct, and stays deterministic.
-                if let Some(id) = o.get("id").and_then(Value::as_str).map(str::to_owned) {
-                    if !ids.insert(id.clone()) {
-                        let distinct = resource_id(&[&id, &n_obx.to_string()]);
+                if let Some(id) = o.get("id").and_then(Value::as_str) {
+                    if ids.contains(id) {
+                        let distinct = resource_id(&[id, &n_obx.to_string()]);
                         ids.insert(distinct.clone());
-                        o["id"] = json!(distinct);
+                        o["id"] = Value::String(distinct);
+                    } else {
+                        ids.insert(id.to_owned());
                     }
                 }
                 out.push(o);
@@ -73,24 +77,20 @@ fn map_one(
     let code = codeable_concept(first(3), d, t, None).ok_or_else(|| {
         MapError::new(format!("OBX-3 observation identifier is empty in OBX {n}"))
     })?;
-    let value_type = first(2).trim().to_ascii_uppercase();
+    let value_type = upper(first(2).trim());
     let status_code = match first(11).trim() {
-        "\"\"" => String::new(), // the v2 null: as if empty
-        s => s.to_ascii_uppercase(),
+        "\"\"" => Cow::Borrowed(""), // the v2 null: as if empty
+        s => upper(s),
     };
-    let status = t
-        .observation_status
-        .get(&status_code)
-        .cloned()
-        .ok_or_else(|| {
-            MapError::new(format!(
-                "OBX-11 result status is not in table 0085 in OBX {n}"
-            ))
-        })?;
+    let status = t.observation_status.get(&*status_code).ok_or_else(|| {
+        MapError::new(format!(
+            "OBX-11 result status is not in table 0085 in OBX {n}"
+        ))
+    })?;
 
     let filler = obr
         .and_then(|s| s.field(3))
-        .map(|f| parts(f.raw_value(), d.component)[0])
+        .map(|f| first_part(f.raw_value(), d.component))
         .filter(|v| !v.trim().is_empty() && !is_null(v));
     let order_key = filler.unwrap_or(&ctx.header.control_id);
     let id = resource_id(&[
@@ -102,20 +102,19 @@ fn map_one(
         field(4),
     ]);
 
-    let mut o = Map::new();
-    o.insert("resourceType".into(), json!("Observation"));
-    o.insert("id".into(), json!(id));
+    let mut o = Map::with_capacity(16);
+    o.insert("resourceType".into(), Value::String("Observation".into()));
+    o.insert("id".into(), Value::String(id));
     o.insert("meta".into(), ctx.meta.clone());
-    o.insert("status".into(), json!(status));
-    o.insert("code".into(), code.clone());
+    o.insert("status".into(), Value::String(status.clone()));
+    o.insert("code".into(), code);
     if let Some(s) = &ctx.subject {
         o.insert("subject".into(), s.clone());
     }
-    if let Some(eid) = &ctx.encounter_id {
-        o.insert(
-            "encounter".into(),
-            json!({"reference": format!("Encounter/{eid}")}),
-        );
+    if let Some(reference) = &ctx.encounter_reference {
+        let mut r = Map::new();
+        r.insert("reference".into(), Value::String(reference.clone()));
+        o.insert("encounter".into(), Value::Object(r));
     }
     let tz = &t.default_timezone;
     // An invalid OBX-14 is omitted (see `datetime`), and OBR-7 used as when it is empty.
@@ -126,7 +125,7 @@ fn map_one(
     let effective =
         timestamp(first(14), "OBX-14", n, d, tz).or_else(|| timestamp(obr7, "OBR-7", n, d, tz));
     if let Some(e) = effective {
-        o.insert("effectiveDateTime".into(), json!(e));
+        o.insert("effectiveDateTime".into(), Value::String(e));
     }
     let performers: Vec<Value> = obx
         .field(16)
@@ -142,7 +141,7 @@ fn map_one(
 
     // Repetitions with nothing left (empty, or only formatting escapes) are no values.
     let units = first(6);
-    let values: Vec<(&str, Value)> = obx
+    let mut values: Vec<(&str, Value)> = obx
         .field(5)
         .map(|f| {
             f.repeats()
@@ -150,15 +149,22 @@ fn map_one(
                 .collect()
         })
         .unwrap_or_default();
-    match values.as_slice() {
-        [] => {} // FHIR allows an Observation without value[x]
-        [(k, v)] => {
-            o.insert((*k).into(), v.clone());
+    match values.len() {
+        0 => {} // FHIR allows an Observation without value[x]
+        1 => {
+            let (k, v) = values.pop().expect("one value");
+            o.insert(k.into(), v);
         }
-        many => {
-            let components: Vec<Value> = many
-                .iter()
-                .map(|(k, v)| json!({"code": code, *k: v}))
+        _ => {
+            let code = &o["code"];
+            let components: Vec<Value> = values
+                .into_iter()
+                .map(|(k, v)| {
+                    let mut c = Map::new();
+                    c.insert("code".into(), code.clone());
+                    c.insert(k.into(), v);
+                    Value::Object(c)
+                })
                 .collect();
             o.insert("component".into(), Value::Array(components));
         }
@@ -175,17 +181,17 @@ fn map_one(
         o.insert("interpretation".into(), Value::Array(interpretation));
     }
     if let Some(range) = string(first(7), d) {
-        o.insert("referenceRange".into(), json!([{ "text": range }]));
+        o.insert("referenceRange".into(), Value::Array(vec![text(range)]));
     }
     // NTE-3 repeats (FT): one note per NTE, its repetitions as lines.
     let notes: Vec<Value> = notes
         .iter()
         .filter_map(|f| {
-            let lines: Vec<String> = f
-                .repeats()
-                .filter_map(|r| string(r.raw_value(), d))
-                .collect();
-            (!lines.is_empty()).then(|| json!({"text": lines.join("\n")}))
+            let mut lines = String::new();
+            for r in f.repeats() {
+                push_string(r.raw_value(), d, "\n", &mut lines);
+            }
+            (!lines.is_empty()).then(|| text(lines))
         })
         .collect();
     if !notes.is_empty() {
@@ -194,10 +200,26 @@ fn map_one(
     Ok(Value::Object(o))
 }
 
+/// `{"text": text}`.
+fn text(text: String) -> Value {
+    let mut m = Map::new();
+    m.insert("text".into(), Value::String(text));
+    Value::Object(m)
+}
+
+/// ASCII upper case, borrowed when it already is.
+fn upper(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_lowercase()) {
+        Cow::Owned(s.to_ascii_uppercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 /// A timestamp field of OBX `n` (its first component, TS-1), or `None`; an
 /// invalid one is omitted with a warning that names the field, not the value.
 fn timestamp(raw: &str, field: &str, n: usize, d: &Delimiters, tz: &str) -> Option<String> {
-    let ts = parts(raw, d.component)[0];
+    let ts = first_part(raw, d.component);
     let dt = datetime(ts, tz);
     if dt.is_none() && !ts.trim().is_empty() && !is_null(ts) {
         tracing::warn!(
@@ -220,14 +242,14 @@ fn value(
     t: &Tables,
 ) -> Option<(&'static str, Value)> {
     // Delimiters around nothing (` ^ `, `^\H\^`) are no value either.
-    if parts(v, d.component).iter().all(|c| string(c, d).is_none()) {
+    if !parts(v, d.component).iter().any(|c| has_text(c, d)) {
         return None;
     }
-    let text = || string(v, d).map(|s| ("valueString", json!(s)));
+    let text = || string(v, d).map(|s| ("valueString", Value::String(s)));
     match value_type {
         "NM" => match decimal(v) {
             Some(n) => {
-                let mut q = Map::new();
+                let mut q = Map::with_capacity(5);
                 q.insert("value".into(), n);
                 quantity_units(units, d, t, &mut q);
                 Some(("valueQuantity", Value::Object(q)))
@@ -240,29 +262,29 @@ fn value(
             None => text(),
         },
         // TS is DTM^precision: the value is TS-1.
-        "DT" | "DTM" | "TS" => match datetime(parts(v, d.component)[0], &t.default_timezone) {
-            Some(dt) => Some(("valueDateTime", json!(dt))),
+        "DT" | "DTM" | "TS" => match datetime(first_part(v, d.component), &t.default_timezone) {
+            Some(dt) => Some(("valueDateTime", Value::String(dt))),
             None => text(),
         },
         "TM" => match time(v) {
-            Some(tm) => Some(("valueTime", json!(tm))),
+            Some(tm) => Some(("valueTime", Value::String(tm))),
             None => text(),
         },
         "NR" => {
             let p = parts(v, d.component);
-            match range(decimal(part(&p, 0)), decimal(part(&p, 1)), units, d, t) {
+            match range(decimal(p.get(0)), decimal(p.get(1)), units, d, t) {
                 Some(r) => Some(("valueRange", r)),
                 None => text(),
             }
         }
         "SN" => structured_numeric(v, units, d, t)
-            .or_else(|| sn_text(v, units, d).map(|s| ("valueString", json!(s)))),
+            .or_else(|| sn_text(v, units, d).map(|s| ("valueString", Value::String(s)))),
         _ => text(),
     }
 }
 
 fn quantity(value: Value, units: &str, d: &Delimiters, t: &Tables) -> Value {
-    let mut q = Map::new();
+    let mut q = Map::with_capacity(5);
     q.insert("value".into(), value);
     quantity_units(units, d, t, &mut q);
     Value::Object(q)
@@ -297,12 +319,7 @@ fn structured_numeric(
     t: &Tables,
 ) -> Option<(&'static str, Value)> {
     let p = parts(v, d.component);
-    let (cmp, n1, sep, n2) = (
-        part(&p, 0).trim(),
-        part(&p, 1),
-        part(&p, 2).trim(),
-        part(&p, 3),
-    );
+    let (cmp, n1, sep, n2) = (p.get(0).trim(), p.get(1), p.get(2).trim(), p.get(3));
     if cmp == "<>" {
         return None;
     }
@@ -311,7 +328,7 @@ fn structured_numeric(
             let mut q = quantity(decimal(n1)?, units, d, t);
             match cmp {
                 "" | "=" => {}
-                "<" | ">" | "<=" | ">=" => q["comparator"] = json!(cmp),
+                "<" | ">" | "<=" | ">=" => q["comparator"] = Value::String(cmp.to_owned()),
                 _ => return None,
             }
             Some(("valueQuantity", q))
@@ -319,10 +336,12 @@ fn structured_numeric(
         "-" if cmp.is_empty() || cmp == "=" => {
             Some(("valueRange", range(decimal(n1), decimal(n2), units, d, t)?))
         }
-        ":" | "/" if cmp.is_empty() || cmp == "=" => Some((
-            "valueRatio",
-            json!({"numerator": quantity(decimal(n1)?, units, d, t), "denominator": quantity(decimal(n2)?, "", d, t)}),
-        )),
+        ":" | "/" if cmp.is_empty() || cmp == "=" => {
+            let mut r = Map::new();
+            r.insert("numerator".into(), quantity(decimal(n1)?, units, d, t));
+            r.insert("denominator".into(), quantity(decimal(n2)?, "", d, t));
+            Some(("valueRatio", Value::Object(r)))
+        }
         _ => None,
     }
 }
@@ -330,13 +349,13 @@ fn structured_numeric(
 /// IG fallback text for SN: components and units joined by spaces (`None`
 /// when nothing is left).
 fn sn_text(v: &str, units: &str, d: &Delimiters) -> Option<String> {
-    let mut words: Vec<String> = parts(v, d.component)
-        .iter()
-        .filter_map(|s| string(s, d))
-        .collect();
+    let mut words = String::new();
+    for s in v.split(d.component) {
+        push_string(s, d, " ", &mut words);
+    }
     if words.is_empty() {
         return None;
     }
-    words.extend(string(parts(units, d.component)[0], d));
-    Some(words.join(" "))
+    push_string(first_part(units, d.component), d, " ", &mut words);
+    Some(words)
 }

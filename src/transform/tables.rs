@@ -1,5 +1,6 @@
 //! The declarative code tables (`mappings/tables.toml`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -218,26 +219,45 @@ impl Tables {
         Ok(())
     }
 
-    /// A v2 coding-system name (CWE-3) as a FHIR system URI.
-    pub fn system_uri(&self, name: &str) -> Option<String> {
+    /// A v2 coding-system name (CWE-3) as a FHIR system URI (borrowed from
+    /// the table, or from `name` when it already is a URI).
+    pub fn system_uri<'a>(&'a self, name: &'a str) -> Option<Cow<'a, str>> {
         let name = name.trim();
         if name.is_empty() {
             return None;
         }
-        if let Some(u) = self.coding_systems.get(&name.to_ascii_uppercase()) {
-            return Some(u.clone());
+        let upper = if name.bytes().any(|b| b.is_ascii_lowercase()) {
+            Cow::Owned(name.to_ascii_uppercase())
+        } else {
+            Cow::Borrowed(name)
+        };
+        if let Some(u) = self.coding_systems.get(&*upper) {
+            return Some(Cow::Borrowed(u));
         }
-        let upper = name.to_ascii_uppercase();
         if let Some(num) = upper
             .strip_prefix("HL7")
             .filter(|n| n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()))
         {
-            return Some(format!("http://terminology.hl7.org/CodeSystem/v2-{num}"));
+            return Some(Cow::Owned(format!(
+                "http://terminology.hl7.org/CodeSystem/v2-{num}"
+            )));
         }
         if is_uri(name) {
-            return Some(name.to_owned());
+            return Some(Cow::Borrowed(name));
         }
-        Some(format!("urn:hl7v2:codesystem:{}", uri_safe(name)))
+        Some(Cow::Owned(format!(
+            "urn:hl7v2:codesystem:{}",
+            uri_safe(name)
+        )))
+    }
+
+    /// The system URI of v2 table `table` (e.g. "0078"): [`Self::system_uri`]
+    /// of `HL7<table>`.
+    pub fn table_uri(&self, table: &str) -> Option<String> {
+        let mut name = String::with_capacity(3 + table.len());
+        name.push_str("HL7");
+        name.push_str(table);
+        self.system_uri(&name).map(Cow::into_owned)
     }
 
     /// An assigning authority namespace as an identifier system URI.
@@ -260,12 +280,15 @@ fn is_uri(name: &str) -> bool {
 
 /// Percent-encodes what may not appear in a URI path segment.
 pub fn uri_safe(s: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
         }
     }
     out
