@@ -378,6 +378,12 @@ pub async fn create_topics(
     Ok(out)
 }
 
+/// The bridge writes no transactions, so nothing is gained by
+/// `read_committed`, and on Tansu 0.6 it loses: its last stable offset is
+/// the last *batch's* base offset + 1, so the later records of a final batch
+/// would stay invisible until something else is written to the partition.
+pub(crate) const ISOLATION: &str = "read_uncommitted";
+
 /// A consumer that never commits (a throwaway group id, no offset storage)
 /// and reports the end of each partition.
 pub(crate) fn reader(cfg: &KafkaConfig, purpose: &str) -> Result<BaseConsumer, LogError> {
@@ -386,6 +392,7 @@ pub(crate) fn reader(cfg: &KafkaConfig, purpose: &str) -> Result<BaseConsumer, L
     c.set("enable.auto.commit", "false");
     c.set("enable.auto.offset.store", "false");
     c.set("enable.partition.eof", "true");
+    c.set("isolation.level", ISOLATION);
     c.create().map_err(kafka_err)
 }
 

@@ -184,6 +184,7 @@ impl KafkaStage {
         c.set("auto.commit.interval.ms", "1000");
         c.set("enable.auto.offset.store", "false");
         c.set("auto.offset.reset", "earliest");
+        c.set("isolation.level", kafka_log::ISOLATION);
         // Partition p of every input to the same member (see the module doc).
         c.set("partition.assignment.strategy", "range");
         let ctx = StageContext {
