@@ -48,6 +48,8 @@ pub const COVERED: &str = "source.covered";
 /// Input records whose outputs may be in flight at once.
 const MAX_PENDING: usize = 2048;
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// After end-of-partition, how long recovery keeps reading for later records.
+const TAIL_QUIET: Duration = Duration::from_millis(500);
 /// How long a revocation waits for in-flight outputs.
 const REVOKE_FLUSH: Duration = Duration::from_secs(60);
 
@@ -544,17 +546,28 @@ fn recover(reader: &BaseConsumer, outputs: &[String], p: i32) -> Result<Partitio
         reader.assign(&tpl).map_err(kafka_err)?;
         let deadline = std::time::Instant::now() + METADATA_TIMEOUT * 3;
         let mut last = None;
+        // End-of-partition comes from the fetch's high watermark, which Tansu
+        // may also understate; so after it, keep reading until a quiet spell.
+        let mut eof_at: Option<std::time::Instant> = None;
         loop {
             if std::time::Instant::now() > deadline {
                 return Err(StageError::Setup(format!(
                     "could not read {o} partition {p} to its end for recovery"
                 )));
             }
-            match reader.poll(Duration::from_millis(200)) {
+            if eof_at.is_some_and(|t| t.elapsed() >= TAIL_QUIET) {
+                break;
+            }
+            match reader.poll(Duration::from_millis(50)) {
                 None => continue,
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
+                    eof_at.get_or_insert_with(std::time::Instant::now);
+                }
                 Some(Err(e)) => return Err(kafka_err(e)),
-                Some(Ok(m)) => last = Some(kafka_log::message_headers(&m)),
+                Some(Ok(m)) => {
+                    last = Some(kafka_log::message_headers(&m));
+                    eof_at = None;
+                }
             }
         }
         let mut out = OutputState::default();
