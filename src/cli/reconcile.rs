@@ -724,14 +724,7 @@ impl<'a> Reconciler<'a> {
         }
         self.summary.raw += 1;
         let control_id = r.header(h::CONTROL_ID).unwrap_or("");
-        let key = dedup::key(&Source {
-            topic: &r.topic,
-            partition: r.partition,
-            offset: r.offset,
-            key: r.key.as_deref(),
-            headers: &r.headers,
-            value: &r.value,
-        });
+        let key = dedup::key(&crate::stage::embedded::source(r));
         if let Some(e) = outputs {
             self.check_outputs(coord, r.id, control_id, &e);
             if let Some(k) = key {
@@ -904,14 +897,7 @@ impl<'a> Reconciler<'a> {
                 {
                     return Ok(());
                 }
-                let src = Source {
-                    topic: &r.topic,
-                    partition: r.partition,
-                    offset: r.offset,
-                    key: r.key.as_deref(),
-                    headers: &r.headers,
-                    value: &r.value,
-                };
+                let src = crate::stage::embedded::source(r);
                 if let Some(k) = dedup::key(&src).filter(|k| wanted.contains(k)) {
                     before.insert(k);
                 }
@@ -1193,14 +1179,7 @@ fn repair(
                     .push((f.clone(), "its raw record cannot be read back".into()));
                 continue;
             };
-            let src = Source {
-                topic: &r.topic,
-                partition: r.partition,
-                offset: r.offset,
-                key: r.key.as_deref(),
-                headers: &r.headers,
-                value: &r.value,
-            };
+            let src = crate::stage::embedded::source(&r);
             // The stage emits one of several identical copies: so does repair.
             if let Some(k) = dedup::key(&src) {
                 if !keys.insert(k) && f.kind == "missing" {
