@@ -174,13 +174,19 @@ impl Config {
                 return invalid(name, "must be greater than zero");
             }
         }
-        let topic_safe = |p: &str| p.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        let topic_safe = |p: &str| {
+            p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        };
         for (name, prefix) in [
             ("topic_prefix", &self.topic_prefix),
             ("transform.output_prefix", &self.transform.output_prefix),
         ] {
             if !topic_safe(prefix) {
-                return invalid(name, "may contain only ASCII letters, digits, '.', '_' and '-'");
+                return invalid(
+                    name,
+                    "may contain only ASCII letters, digits, '.', '_' and '-'",
+                );
             }
         }
         if crate::hl7::Charset::fallback_from_config(&self.charset_fallback).is_err() {
@@ -194,9 +200,16 @@ impl Config {
             return invalid("metrics_listen", "must be host:port, or empty for none");
         }
         if !self.transform.registry_listen.is_empty()
-            && self.transform.registry_listen.parse::<SocketAddr>().is_err()
+            && self
+                .transform
+                .registry_listen
+                .parse::<SocketAddr>()
+                .is_err()
         {
-            return invalid("transform.registry_listen", "must be host:port, or empty for none");
+            return invalid(
+                "transform.registry_listen",
+                "must be host:port, or empty for none",
+            );
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return invalid("log_format", "must be text or json");

@@ -227,7 +227,14 @@ fn serve_with_a_bad_mapping_file_fails_at_start_with_a_clear_error() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("sender override 1") && err.contains("default_timezone"), "{err}");
-    let check = Command::new(bin()).args(["mappings", "check", "--mappings"]).arg(&bad).output().unwrap();
+    assert!(
+        err.contains("sender override 1") && err.contains("default_timezone"),
+        "{err}"
+    );
+    let check = Command::new(bin())
+        .args(["mappings", "check", "--mappings"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!check.status.success());
 }

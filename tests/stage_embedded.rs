@@ -54,7 +54,10 @@ async fn serve_maps_every_stored_fixture_to_avro_fhir_equal_to_the_direct_mappin
             other => assert!(got.is_empty(), "{:?} gave {other:?}", source_id(input)),
         }
     }
-    assert!(resources >= 40, "only {resources} resources: fixtures not replayed?");
+    assert!(
+        resources >= 40,
+        "only {resources} resources: fixtures not replayed?"
+    );
 
     for out in &outputs {
         let source = inputs
@@ -67,21 +70,28 @@ async fn serve_maps_every_stored_fixture_to_avro_fhir_equal_to_the_direct_mappin
         // Co-partitioned and keyed like the raw record.
         assert_eq!(out.partition, source.partition);
         assert_eq!(out.key, source.key);
-        for h in ["hl7.control_id", "hl7.sending_facility", "hl7.message_type", "bridge.received_at"] {
+        for h in [
+            "hl7.control_id",
+            "hl7.sending_facility",
+            "hl7.message_type",
+            "bridge.received_at",
+        ] {
             assert_eq!(out.header(h), source.header(h), "header {h}");
         }
         // Confluent wire format: magic byte 0, then a 4-byte schema id.
         assert_eq!(out.value[0], 0);
     }
 
-    let outcomes: HashMap<String, u64> = reader.stage_outcomes(GROUP).unwrap().into_iter().collect();
+    let outcomes: HashMap<String, u64> =
+        reader.stage_outcomes(GROUP).unwrap().into_iter().collect();
     assert_eq!(
         outcomes.values().sum::<u64>(),
         inputs.len() as u64,
         "every raw record has exactly one outcome: {outcomes:?}"
     );
 
-    let registry = RegistryStore::open(&dir.path().join(hl7bridge::registry::store::DB_FILE)).unwrap();
+    let registry =
+        RegistryStore::open(&dir.path().join(hl7bridge::registry::store::DB_FILE)).unwrap();
     assert_eq!(
         registry.subjects().unwrap(),
         vec!["fhir.encounter-value", "fhir.observation-value"]
@@ -94,14 +104,21 @@ async fn a_sender_resend_with_identical_bytes_is_emitted_once_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let bridge = Bridge::serve(dir.path(), &[]);
     let first = adt("RESEND-1", "M1");
-    let corrected = String::from_utf8(first.clone()).unwrap().replace("4WEST^401", "4WEST^402");
+    let corrected = String::from_utf8(first.clone())
+        .unwrap()
+        .replace("4WEST^401", "4WEST^402");
     send_all(bridge.addr, &[first.clone(), first, corrected.into_bytes()]).await;
     wait_for_stage(dir.path(), GROUP, WAIT);
     let reader = EmbeddedReader::open(dir.path()).unwrap();
     let encounters = reader.read("fhir.encounter", 0, 100).unwrap();
     assert_eq!(inputs(&reader).len(), 3, "ingest stores every copy");
-    assert_eq!(encounters.len(), 2, "the identical resend is not emitted; the correction is");
-    let outcomes: HashMap<String, u64> = reader.stage_outcomes(GROUP).unwrap().into_iter().collect();
+    assert_eq!(
+        encounters.len(),
+        2,
+        "the identical resend is not emitted; the correction is"
+    );
+    let outcomes: HashMap<String, u64> =
+        reader.stage_outcomes(GROUP).unwrap().into_iter().collect();
     assert_eq!(outcomes.get("duplicate"), Some(&1));
     assert_eq!(outcomes.get("resources"), Some(&2));
 }
@@ -128,7 +145,11 @@ async fn an_unmappable_record_goes_to_fhir_dlq_with_a_reason_and_the_stage_goes_
         }
     }
     assert_eq!(d.header("source.topic"), Some("hl7v2.oru"));
-    assert_eq!(reader.read("fhir.observation", 0, 100).unwrap().len(), 2, "the next record is mapped");
+    assert_eq!(
+        reader.read("fhir.observation", 0, 100).unwrap().len(),
+        2,
+        "the next record is mapped"
+    );
 }
 
 /// Ingests `n` ORUs with `serve --no-transform`, then runs `transform
@@ -144,10 +165,22 @@ async fn transform_killed_mid_stream_emits_every_output_exactly_once() {
     bridge.terminate(Duration::from_secs(10));
 
     let reader = EmbeddedReader::open(dir.path()).unwrap();
-    let want: usize = inputs(&reader).iter().map(|r| expected_output_count(&r.value)).sum();
+    let want: usize = inputs(&reader)
+        .iter()
+        .map(|r| expected_output_count(&r.value))
+        .sum();
     let spawn = || {
         std::process::Command::new(bin())
-            .args(["transform", "--registry-listen", "", "--metrics-listen", "", "--batch", "16", "--data-dir"])
+            .args([
+                "transform",
+                "--registry-listen",
+                "",
+                "--metrics-listen",
+                "",
+                "--batch",
+                "16",
+                "--data-dir",
+            ])
             .arg(dir.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -185,7 +218,11 @@ async fn transform_killed_mid_stream_emits_every_output_exactly_once() {
     assert_eq!(unique.len(), outputs.len(), "no output is duplicated");
     assert_eq!(outputs.len(), want, "no output is lost");
     assert!(
-        progress.iter().filter(|(_, _, n)| *n > 0 && *n < want).count() >= 3,
+        progress
+            .iter()
+            .filter(|(_, _, n)| *n > 0 && *n < want)
+            .count()
+            >= 3,
         "at least one kill landed mid-stream: {progress:?}"
     );
 }
@@ -196,16 +233,31 @@ async fn transform_killed_mid_stream_emits_every_output_exactly_once() {
 async fn tail_format_fhir_prints_the_observations_as_fhir_json() {
     let dir = tempfile::tempdir().unwrap();
     let bridge = Bridge::serve(dir.path(), &[]);
-    send_all(bridge.addr, &[oru("TAIL-1", "T1", 3), oru("TAIL-2", "T2", 2)]).await;
+    send_all(
+        bridge.addr,
+        &[oru("TAIL-1", "T1", 3), oru("TAIL-2", "T2", 2)],
+    )
+    .await;
     wait_for_stage(dir.path(), GROUP, WAIT);
     let tail = |extra: &[&str]| {
         let out = std::process::Command::new(bin())
-            .args(["tail", "fhir.observation", "--from-beginning", "--format", "fhir", "--data-dir"])
+            .args([
+                "tail",
+                "fhir.observation",
+                "--from-beginning",
+                "--format",
+                "fhir",
+                "--data-dir",
+            ])
             .arg(dir.path())
             .args(extra)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
@@ -215,8 +267,13 @@ async fn tail_format_fhir_prints_the_observations_as_fhir_json() {
     let all = tail(&[]);
     let mut want = Vec::new();
     for m in [oru("TAIL-1", "T1", 3), oru("TAIL-2", "T2", 2)] {
-        let Ok(Mapped::Resources(rs)) = Mapper::default().map(&m) else { panic!() };
-        want.extend(rs.into_iter().filter(|r| r["resourceType"] == "Observation"));
+        let Ok(Mapped::Resources(rs)) = Mapper::default().map(&m) else {
+            panic!()
+        };
+        want.extend(
+            rs.into_iter()
+                .filter(|r| r["resourceType"] == "Observation"),
+        );
     }
     assert_eq!(all.len(), 5);
     for w in &want {
@@ -225,5 +282,9 @@ async fn tail_format_fhir_prints_the_observations_as_fhir_json() {
     let one_patient = tail(&["--key", "GENHOSP|T2"]);
     assert_eq!(one_patient.len(), 2, "--key filters by patient key");
     assert_eq!(tail(&["--max", "1"]).len(), 1);
-    assert_eq!(tail(&["--since", "2099-01-01T00:00:00Z"]).len(), 0, "--since filters by time");
+    assert_eq!(
+        tail(&["--since", "2099-01-01T00:00:00Z"]).len(),
+        0,
+        "--since filters by time"
+    );
 }

@@ -37,7 +37,11 @@ impl Member {
             .unwrap_or_default()
             .contains("partitions assigned")
         {
-            assert!(start.elapsed() < WAIT, "no partitions assigned to {:?}", self.log);
+            assert!(
+                start.elapsed() < WAIT,
+                "no partitions assigned to {:?}",
+                self.log
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -54,10 +58,21 @@ fn transform(brokers: &str, registry: &str, dir: &std::path::Path) -> Member {
     ));
     let file = std::fs::File::create(&log).unwrap();
     let child = Command::new(bin())
-        .args(["transform", "--kafka-brokers", brokers, "--schema-registry-url", registry])
+        .args([
+            "transform",
+            "--kafka-brokers",
+            brokers,
+            "--schema-registry-url",
+            registry,
+        ])
         .args(["--metrics-listen", ""])
         // A killed member is noticed after this, not librdkafka's default 45 s.
-        .args(["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"])
+        .args([
+            "-X",
+            "session.timeout.ms=6000",
+            "-X",
+            "heartbeat.interval.ms=500",
+        ])
         .arg("--data-dir")
         .arg(dir)
         .stdout(Stdio::null())
@@ -69,11 +84,17 @@ fn transform(brokers: &str, registry: &str, dir: &std::path::Path) -> Member {
 }
 
 fn all_outputs(cfg: &KafkaConfig) -> Vec<StoredRecord> {
-    OUTPUTS.iter().flat_map(|t| read_kafka_topic(cfg, t)).collect()
+    OUTPUTS
+        .iter()
+        .flat_map(|t| read_kafka_topic(cfg, t))
+        .collect()
 }
 
 fn all_inputs(cfg: &KafkaConfig) -> Vec<StoredRecord> {
-    INPUTS.iter().flat_map(|t| read_kafka_topic(cfg, t)).collect()
+    INPUTS
+        .iter()
+        .flat_map(|t| read_kafka_topic(cfg, t))
+        .collect()
 }
 
 /// Waits until at least `n` outputs exist (or `WAIT` passes: the final
@@ -117,15 +138,17 @@ fn kill(mut m: Member) {
 #[ignore = "known failing: Kafka exactly-once under SIGKILL + rebalance, issue 4 open"]
 #[tokio::test(flavor = "multi_thread")]
 async fn transform_on_kafka_is_exactly_once_through_sigkills_and_a_rebalance() {
-    let Some(broker) = Tansu::sqlite() else { return };
+    let Some(broker) = Tansu::sqlite() else {
+        return;
+    };
     let cfg = kafka_config(&broker.brokers()).await;
     let outputs: Vec<String> = OUTPUTS.iter().map(|s| s.to_string()).collect();
-    hl7bridge::log::kafka::create_topics(&cfg, &outputs, 6, 1).await.unwrap();
+    hl7bridge::log::kafka::create_topics(&cfg, &outputs, 6, 1)
+        .await
+        .unwrap();
     let serve_dir = tempfile::tempdir().unwrap();
-    let (bridge, registry) = Bridge::serve_with_registry(
-        serve_dir.path(),
-        &["--kafka-brokers", &broker.brokers()],
-    );
+    let (bridge, registry) =
+        Bridge::serve_with_registry(serve_dir.path(), &["--kafka-brokers", &broker.brokers()]);
     let mut c = Client::connect(bridge.addr).await;
     for i in 0..300 {
         let m = if i % 3 == 0 {
@@ -209,7 +232,10 @@ async fn transform_on_kafka_is_exactly_once_through_sigkills_and_a_rebalance() {
             }
         }
     }
-    assert!(missing.is_empty(), "lost outputs (topic, partition, offset, index, count): {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "lost outputs (topic, partition, offset, index, count): {missing:?}"
+    );
     assert_eq!(unique.len(), want, "no output is lost");
     assert!(
         log.iter().filter(|(_, n)| *n < want).count() >= 3,
@@ -218,8 +244,11 @@ async fn transform_on_kafka_is_exactly_once_through_sigkills_and_a_rebalance() {
 
     // Co-partitioned and keyed like the input; Avro decodes (through the
     // registry endpoint, with a Confluent client library) to the direct mapping.
-    let mut decoder = FhirDecoder::new(SchemaRegistry::Remote(RemoteRegistry::new(&registry).unwrap()));
-    let by_source: HashMap<SourceId, &StoredRecord> = inputs.iter().map(|r| (source_id(r), r)).collect();
+    let mut decoder = FhirDecoder::new(SchemaRegistry::Remote(
+        RemoteRegistry::new(&registry).unwrap(),
+    ));
+    let by_source: HashMap<SourceId, &StoredRecord> =
+        inputs.iter().map(|r| (source_id(r), r)).collect();
     let decoded = decoded_by_source(&mut decoder, &outputs).await;
     for (source, resources) in &decoded {
         let input = by_source[source];
@@ -241,7 +270,9 @@ async fn transform_on_kafka_is_exactly_once_through_sigkills_and_a_rebalance() {
 /// it unless told to give exactly-once up.
 #[tokio::test(flavor = "multi_thread")]
 async fn transform_refuses_outputs_with_other_partition_counts_unless_at_least_once() {
-    let Some(broker) = Tansu::memory() else { return };
+    let Some(broker) = Tansu::memory() else {
+        return;
+    };
     let cfg = kafka_config(&broker.brokers()).await;
     hl7bridge::log::kafka::create_topics(&cfg, &["fhir.encounter".to_owned()], 3, 1)
         .await
@@ -249,7 +280,13 @@ async fn transform_refuses_outputs_with_other_partition_counts_unless_at_least_o
     let dir = tempfile::tempdir().unwrap();
     let out = tokio::task::block_in_place(|| {
         Command::new(bin())
-            .args(["transform", "--kafka-brokers", &broker.brokers(), "--registry-listen", ""])
+            .args([
+                "transform",
+                "--kafka-brokers",
+                &broker.brokers(),
+                "--registry-listen",
+                "",
+            ])
             .args(["--metrics-listen", ""])
             .arg("--data-dir")
             .arg(dir.path())

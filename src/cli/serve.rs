@@ -141,7 +141,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let metrics = transform::start_metrics(&cfg, Some(Arc::new(registry)), background.clone()).await?;
+    let metrics =
+        transform::start_metrics(&cfg, Some(Arc::new(registry)), background.clone()).await?;
     server.run(shutdown).await;
     background.cancel();
     if let Some(stage) = stage {

@@ -90,7 +90,10 @@ impl Printer {
         if self.max.is_some_and(|m| self.printed >= m) {
             return Ok(false);
         }
-        if self.key.as_deref().is_some_and(|k| r.key.as_deref() != Some(k))
+        if self
+            .key
+            .as_deref()
+            .is_some_and(|k| r.key.as_deref() != Some(k))
             || self.since.is_some_and(|s| r.timestamp_ms < s)
         {
             return Ok(true);

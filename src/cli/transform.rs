@@ -197,7 +197,8 @@ pub async fn start_metrics(
     if listen.is_empty() {
         return Ok(None);
     }
-    let handle = crate::metrics::install().map_err(|e| anyhow::anyhow!("installing metrics: {e}"))?;
+    let handle =
+        crate::metrics::install().map_err(|e| anyhow::anyhow!("installing metrics: {e}"))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the metrics endpoint to {listen}"))?;

@@ -242,8 +242,8 @@ impl EmbeddedLog {
                 stage,
                 reply,
             })
-                .await
-                .map_err(|_| LogError::Closed)?;
+            .await
+            .map_err(|_| LogError::Closed)?;
             match rx.await {
                 Ok(Ok(p)) => Ok(p),
                 Ok(Err(e)) => Err(LogError::Commit(e)),
@@ -362,7 +362,11 @@ impl WriterState {
                     (Some(p), _) if p >= 0 && (p as u32) < n => p as u32,
                     (Some(p), _) => {
                         return Err(rusqlite::Error::ToSqlConversionFailure(
-                            format!("partition {p} does not exist in {} ({n} partitions)", r.topic).into(),
+                            format!(
+                                "partition {p} does not exist in {} ({n} partitions)",
+                                r.topic
+                            )
+                            .into(),
                         ))
                     }
                     (None, Some(k)) => partition_for_key(k.as_bytes(), n),
@@ -460,7 +464,13 @@ fn apply_stage(txn: &rusqlite::Transaction<'_>, s: &StageCommit) -> Result<(), r
          ON CONFLICT DO UPDATE SET source = excluded.source, seen_ms = excluded.seen_ms",
     )?;
     for e in &s.seen {
-        seen.execute(params![e.sender, e.control_id, e.digest, e.source, e.seen_ms])?;
+        seen.execute(params![
+            e.sender,
+            e.control_id,
+            e.digest,
+            e.source,
+            e.seen_ms
+        ])?;
     }
     if let Some(before) = s.prune_before_ms {
         txn.execute("DELETE FROM dedup WHERE seen_ms < ?1", params![before])?;
@@ -617,10 +627,12 @@ impl EmbeddedReader {
 
     /// Outcome counts of the stage of `group`.
     pub fn stage_outcomes(&self, group: &str) -> Result<Vec<(String, u64)>, LogError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT outcome, count FROM stage_outcomes WHERE grp = ?1 ORDER BY outcome")?;
-        let rows = stmt.query_map(params![group], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT outcome, count FROM stage_outcomes WHERE grp = ?1 ORDER BY outcome",
+        )?;
+        let rows = stmt.query_map(params![group], |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -388,7 +388,10 @@ pub(crate) const ISOLATION: &str = "read_uncommitted";
 /// and reports the end of each partition.
 pub(crate) fn reader(cfg: &KafkaConfig, purpose: &str) -> Result<BaseConsumer, LogError> {
     let mut c = cfg.base();
-    c.set("group.id", format!("hl7bridge-{purpose}-{}", std::process::id()));
+    c.set(
+        "group.id",
+        format!("hl7bridge-{purpose}-{}", std::process::id()),
+    );
     c.set("enable.auto.commit", "false");
     c.set("enable.auto.offset.store", "false");
     c.set("enable.partition.eof", "true");

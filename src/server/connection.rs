@@ -72,7 +72,11 @@ impl Connection {
         let closed = loop {
             let junk = reader.decoder_mut().take_junk_bytes();
             if junk > 0 {
-                ev::JunkDiscarded { peer: &self.peer, bytes: junk }.emit();
+                ev::JunkDiscarded {
+                    peer: &self.peer,
+                    bytes: junk,
+                }
+                .emit();
             }
             if let Some(reason) = draining {
                 if pending.is_empty() {
@@ -235,7 +239,9 @@ impl Connection {
                 .emit();
                 if let Some(code) = item.ack_code(stored) {
                     let error_code = match (&item.verdict, stored) {
-                        (_, false) => Some(crate::hl7::error::ErrorCode::ApplicationInternal.code()),
+                        (_, false) => {
+                            Some(crate::hl7::error::ErrorCode::ApplicationInternal.code())
+                        }
                         (Err(r), true) => Some(r.code.code()),
                         (Ok(()), true) => None,
                     };

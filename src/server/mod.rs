@@ -58,7 +58,11 @@ impl Server {
                 }
             };
             let Ok(permit) = slots.clone().try_acquire_owned() else {
-                ev::ConnectionRefused { peer: &peer.to_string(), max_connections: self.max_connections }.emit();
+                ev::ConnectionRefused {
+                    peer: &peer.to_string(),
+                    max_connections: self.max_connections,
+                }
+                .emit();
                 drop(socket);
                 continue;
             };

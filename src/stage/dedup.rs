@@ -60,7 +60,11 @@ impl DedupStore {
     }
 
     /// The record that first carried `key` at or after `since_ms`.
-    pub fn first_seen(&self, key: &DedupKey, since_ms: i64) -> Result<Option<String>, rusqlite::Error> {
+    pub fn first_seen(
+        &self,
+        key: &DedupKey,
+        since_ms: i64,
+    ) -> Result<Option<String>, rusqlite::Error> {
         use rusqlite::OptionalExtension;
         self.conn
             .prepare_cached(
@@ -87,7 +91,13 @@ impl DedupStore {
                  ON CONFLICT DO UPDATE SET source = excluded.source, seen_ms = excluded.seen_ms",
             )?;
             for (k, source) in entries {
-                insert.execute(rusqlite::params![k.sender, k.control_id, &k.digest[..], source, now_ms])?;
+                insert.execute(rusqlite::params![
+                    k.sender,
+                    k.control_id,
+                    &k.digest[..],
+                    source,
+                    now_ms
+                ])?;
             }
             if let Some(b) = before_ms {
                 txn.execute("DELETE FROM dedup WHERE seen_ms < ?1", [b])?;
@@ -140,7 +150,8 @@ mod tests {
         let hs = hs("F", "1");
         let k = key(&src(&hs, b"x")).unwrap();
         assert_eq!(s.first_seen(&k, 0).unwrap(), None);
-        s.remember(&[(k.clone(), "t/0/5".into())], 1_000, None).unwrap();
+        s.remember(&[(k.clone(), "t/0/5".into())], 1_000, None)
+            .unwrap();
         assert_eq!(s.first_seen(&k, 0).unwrap().as_deref(), Some("t/0/5"));
         assert_eq!(s.first_seen(&k, 1_001).unwrap(), None, "outside the window");
         s.remember(&[], 2_000, Some(1_500)).unwrap();

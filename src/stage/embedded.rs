@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::dedup::{self, DedupKey};
 use super::{now_ms, Source, Stage, StageConfig, StageError};
-use crate::log::embedded::{EmbeddedLog, EmbeddedReader, Seen, StageCommit, StoredRecord};
 use crate::internal_events as ev;
+use crate::log::embedded::{EmbeddedLog, EmbeddedReader, Seen, StageCommit, StoredRecord};
 use crate::log::Record;
 
 /// Dedup entries are pruned at most this often.
@@ -50,8 +50,12 @@ impl EmbeddedStage {
             .map_err(|e| StageError::Setup(e.to_string()))??;
         let mut cursor = reader.stage_cursor(&self.cfg.group)?;
         let appended = self.log.appended();
-        let mut last_prune = std::time::Instant::now().checked_sub(PRUNE_EVERY).unwrap_or_else(std::time::Instant::now);
-        let mut last_lag = std::time::Instant::now().checked_sub(LAG_EVERY).unwrap_or_else(std::time::Instant::now);
+        let mut last_prune = std::time::Instant::now()
+            .checked_sub(PRUNE_EVERY)
+            .unwrap_or_else(std::time::Instant::now);
+        let mut last_lag = std::time::Instant::now()
+            .checked_sub(LAG_EVERY)
+            .unwrap_or_else(std::time::Instant::now);
         tracing::info!(group = %self.cfg.group, cursor, "transform stage started on the embedded store");
         while !shutdown.is_cancelled() {
             let prune = last_prune.elapsed() >= PRUNE_EVERY;
@@ -99,9 +103,19 @@ impl EmbeddedStage {
                     }
                     for (i, (outcome, n)) in outcomes.iter().enumerate() {
                         let outputs = if i == 0 { positions.len() as u64 } else { 0 };
-                        ev::TransformCommitted { outcome, records: *n, outputs }.emit();
+                        ev::TransformCommitted {
+                            outcome,
+                            records: *n,
+                            outputs,
+                        }
+                        .emit();
                     }
-                    tracing::debug!(inputs = batch.inputs, outputs = positions.len(), last_id, "stage batch committed");
+                    tracing::debug!(
+                        inputs = batch.inputs,
+                        outputs = positions.len(),
+                        last_id,
+                        "stage batch committed"
+                    );
                     cursor = last_id;
                     if prune {
                         last_prune = std::time::Instant::now();

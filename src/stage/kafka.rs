@@ -116,7 +116,11 @@ impl KafkaStage {
                 .map(|t| t.partitions)
         };
         let input_counts: HashSet<u32> = self.cfg.inputs.iter().filter_map(|t| count(t)).collect();
-        let n = input_counts.iter().copied().max().unwrap_or(self.partitions);
+        let n = input_counts
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(self.partitions);
         let topics = self.cfg.topics();
         let missing: Vec<String> = self
             .cfg
@@ -157,7 +161,9 @@ impl KafkaStage {
                 "{what}; fix the partition counts, or run with --at-least-once"
             )));
         }
-        tracing::warn!("{what}; running at-least-once: outputs go by murmur2(key), ids stay deterministic");
+        tracing::warn!(
+            "{what}; running at-least-once: outputs go by murmur2(key), ids stay deterministic"
+        );
         Ok(Layout {
             co_partitioned: false,
         })
@@ -176,10 +182,14 @@ impl KafkaStage {
                 c.set(k, v);
             }
         }
-        c.create().map_err(|e| LogError::Kafka(e.to_string()).into())
+        c.create()
+            .map_err(|e| LogError::Kafka(e.to_string()).into())
     }
 
-    fn consumer(&self, producer: FutureProducer) -> Result<StreamConsumer<StageContext>, StageError> {
+    fn consumer(
+        &self,
+        producer: FutureProducer,
+    ) -> Result<StreamConsumer<StageContext>, StageError> {
         let mut c: ClientConfig = self.kafka.base();
         c.set("group.id", &self.cfg.group);
         c.set("enable.auto.commit", "true");
@@ -203,7 +213,11 @@ impl KafkaStage {
         Ok(kafka_log::reader(&self.kafka, "recovery")?)
     }
 
-    async fn session(&self, shutdown: &CancellationToken, layout: Layout) -> Result<(), StageError> {
+    async fn session(
+        &self,
+        shutdown: &CancellationToken,
+        layout: Layout,
+    ) -> Result<(), StageError> {
         let producer = self.producer()?;
         let consumer = self.consumer(producer.clone())?;
         let inputs: Vec<&str> = self.cfg.inputs.iter().map(String::as_str).collect();
@@ -226,13 +240,19 @@ impl KafkaStage {
         };
         tracing::info!(group = %self.cfg.group, exactly_once = layout.co_partitioned, "transform stage consuming");
         loop {
-            if consumer.context().flush_failed.swap(false, Ordering::SeqCst) {
+            if consumer
+                .context()
+                .flush_failed
+                .swap(false, Ordering::SeqCst)
+            {
                 return Err(StageError::Setup(
                     "outputs were still in flight when partitions were revoked".into(),
                 ));
             }
             if let Some(fatal) = producer.client().fatal_error() {
-                return Err(StageError::Setup(format!("producer fatal error: {fatal:?}")));
+                return Err(StageError::Setup(format!(
+                    "producer fatal error: {fatal:?}"
+                )));
             }
             tokio::select! {
                 biased;
@@ -285,7 +305,15 @@ impl KafkaStage {
             }
         }
         // Clean stop: deliver what is in flight, then store its offsets.
-        while let Some(Done { topic, partition, offset, seen, result, .. }) = pending.next().await {
+        while let Some(Done {
+            topic,
+            partition,
+            offset,
+            seen,
+            result,
+            ..
+        }) = pending.next().await
+        {
             if result.is_ok() {
                 dedup.delivered(seen)?;
                 let _ = consumer.store_offset(&topic, partition, offset + 1);
@@ -336,13 +364,21 @@ impl KafkaStage {
         } else {
             let outcome = self.stage.process(&src);
             if let Outcome::NoContent = outcome {
-                tracing::debug!(topic = src.topic, partition = src.partition, offset = src.offset, "no FHIR content");
+                tracing::debug!(
+                    topic = src.topic,
+                    partition = src.partition,
+                    offset = src.offset,
+                    "no FHIR content"
+                );
             }
             name = outcome.name();
             outcome.into_records()
         };
         let received_at = (name == "resources")
-            .then(|| src.header(crate::intake::headers::RECEIVED_AT).map(str::to_owned))
+            .then(|| {
+                src.header(crate::intake::headers::RECEIVED_AT)
+                    .map(str::to_owned)
+            })
             .flatten();
         let seen = seen.filter(|_| !duplicate);
         if let Some((k, coords)) = &seen {
@@ -354,7 +390,8 @@ impl KafkaStage {
                 let keep = state.advance(&src, &records);
                 for (r, keep) in records.iter_mut().zip(keep) {
                     if keep {
-                        r.headers.push((COVERED.into(), state.covered_header(&r.topic)));
+                        r.headers
+                            .push((COVERED.into(), state.covered_header(&r.topic)));
                         out.push(kafka_log::enqueue(producer, r).await.map_err(kafka_err)?);
                     }
                 }
@@ -530,7 +567,11 @@ impl PartitionState {
 /// the fetch reports it, keeping the last record seen, rather than trusting
 /// the watermark alone: Tansu 0.6 answers ListOffsets(latest) with the last
 /// *batch's* base offset + 1.
-fn recover(reader: &BaseConsumer, outputs: &[String], p: i32) -> Result<PartitionState, StageError> {
+fn recover(
+    reader: &BaseConsumer,
+    outputs: &[String],
+    p: i32,
+) -> Result<PartitionState, StageError> {
     let mut state = PartitionState::default();
     for o in outputs {
         let (_lo, hi) = reader
@@ -586,7 +627,12 @@ fn recover(reader: &BaseConsumer, outputs: &[String], p: i32) -> Result<Partitio
 }
 
 fn parse_tail(headers: &[(String, String)]) -> Option<OutputState> {
-    let get = |k: &str| headers.iter().find(|(h, _)| h == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| {
+        headers
+            .iter()
+            .find(|(h, _)| h == k)
+            .map(|(_, v)| v.as_str())
+    };
     let covered = get(COVERED)?
         .split(',')
         .filter(|s| !s.is_empty())
@@ -686,7 +732,8 @@ mod tests {
         .unwrap();
         let mut s = PartitionState::default();
         s.outputs.insert("fhir.observation".into(), obs);
-        s.outputs.insert("fhir.encounter".into(), OutputState::default());
+        s.outputs
+            .insert("fhir.encounter".into(), OutputState::default());
         s
     }
 
@@ -700,22 +747,41 @@ mod tests {
     #[test]
     fn the_last_records_source_is_resumed_after_its_last_written_index() {
         let mut s = recovered();
-        let outs = [out("fhir.observation"), out("fhir.observation"), out("fhir.observation")];
-        assert_eq!(s.advance(&src("hl7v2.oru", 7), &outs), vec![false, false, true]);
+        let outs = [
+            out("fhir.observation"),
+            out("fhir.observation"),
+            out("fhir.observation"),
+        ];
+        assert_eq!(
+            s.advance(&src("hl7v2.oru", 7), &outs),
+            vec![false, false, true]
+        );
     }
 
     #[test]
     fn an_output_topic_with_nothing_written_gets_everything() {
         let mut s = recovered();
-        assert_eq!(s.advance(&src("hl7v2.oru", 6), &[out("fhir.encounter")]), vec![true]);
+        assert_eq!(
+            s.advance(&src("hl7v2.oru", 6), &[out("fhir.encounter")]),
+            vec![true]
+        );
     }
 
     #[test]
     fn other_input_topics_are_judged_by_their_own_offsets() {
         let mut s = recovered();
-        assert_eq!(s.advance(&src("hl7v2.adt", 2), &[out("fhir.observation")]), vec![false]);
-        assert_eq!(s.advance(&src("hl7v2.adt", 3), &[out("fhir.observation")]), vec![true]);
-        assert_eq!(s.advance(&src("hl7v2.orm", 0), &[out("fhir.observation")]), vec![true]);
+        assert_eq!(
+            s.advance(&src("hl7v2.adt", 2), &[out("fhir.observation")]),
+            vec![false]
+        );
+        assert_eq!(
+            s.advance(&src("hl7v2.adt", 3), &[out("fhir.observation")]),
+            vec![true]
+        );
+        assert_eq!(
+            s.advance(&src("hl7v2.orm", 0), &[out("fhir.observation")]),
+            vec![true]
+        );
     }
 
     #[test]
@@ -726,8 +792,14 @@ mod tests {
         s.complete(&src("hl7v2.adt", 10));
         s.advance(&src("hl7v2.oru", 2), &[]);
         s.complete(&src("hl7v2.oru", 2));
-        assert_eq!(s.covered_header("fhir.observation"), "hl7v2.adt:11,hl7v2.oru:7");
-        assert_eq!(s.covered_header("fhir.encounter"), "hl7v2.adt:11,hl7v2.oru:3");
+        assert_eq!(
+            s.covered_header("fhir.observation"),
+            "hl7v2.adt:11,hl7v2.oru:7"
+        );
+        assert_eq!(
+            s.covered_header("fhir.encounter"),
+            "hl7v2.adt:11,hl7v2.oru:3"
+        );
     }
 
     /// The case that a per-topic "last offset" alone gets wrong: the tail's
@@ -735,7 +807,8 @@ mod tests {
     #[test]
     fn records_of_other_topics_completed_before_the_tail_are_not_resent() {
         let mut live = PartitionState::default();
-        live.outputs.insert("fhir.encounter".into(), OutputState::default());
+        live.outputs
+            .insert("fhir.encounter".into(), OutputState::default());
         let mut tail = Vec::new();
         for (t, o) in [("hl7v2.oru", 0), ("hl7v2.adt", 6)] {
             live.advance(&src(t, o), &[out("fhir.encounter")]);
@@ -748,10 +821,20 @@ mod tests {
             live.complete(&src(t, o));
         }
         let mut s = PartitionState::default();
-        s.outputs.insert("fhir.encounter".into(), parse_tail(&tail).unwrap());
-        assert_eq!(s.advance(&src("hl7v2.oru", 0), &[out("fhir.encounter")]), vec![false]);
-        assert_eq!(s.advance(&src("hl7v2.adt", 6), &[out("fhir.encounter")]), vec![false]);
-        assert_eq!(s.advance(&src("hl7v2.oru", 1), &[out("fhir.encounter")]), vec![true]);
+        s.outputs
+            .insert("fhir.encounter".into(), parse_tail(&tail).unwrap());
+        assert_eq!(
+            s.advance(&src("hl7v2.oru", 0), &[out("fhir.encounter")]),
+            vec![false]
+        );
+        assert_eq!(
+            s.advance(&src("hl7v2.adt", 6), &[out("fhir.encounter")]),
+            vec![false]
+        );
+        assert_eq!(
+            s.advance(&src("hl7v2.oru", 1), &[out("fhir.encounter")]),
+            vec![true]
+        );
     }
 
     #[test]

@@ -197,7 +197,10 @@ impl Stage {
             .register(&topic_name_subject(&topics.encounter), avro::ENCOUNTER_AVSC)
             .await?;
         let observation = registry
-            .register(&topic_name_subject(&topics.observation), avro::OBSERVATION_AVSC)
+            .register(
+                &topic_name_subject(&topics.observation),
+                avro::OBSERVATION_AVSC,
+            )
             .await?;
         Ok(Self {
             mapper,

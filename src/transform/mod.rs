@@ -206,10 +206,14 @@ mod tests {
                 fields.join("|")
             )
         };
-        let Ok(Mapped::Resources(site)) = mapper.map(msg("FAC").as_bytes()) else { panic!() };
+        let Ok(Mapped::Resources(site)) = mapper.map(msg("FAC").as_bytes()) else {
+            panic!()
+        };
         assert_eq!(site[0]["identifier"][0]["value"], "V50");
         assert_eq!(site[1]["effectiveDateTime"], "2026-11-15T10:30:00+01:00");
-        let Ok(Mapped::Resources(other)) = mapper.map(msg("ELSEWHERE").as_bytes()) else { panic!() };
+        let Ok(Mapped::Resources(other)) = mapper.map(msg("ELSEWHERE").as_bytes()) else {
+            panic!()
+        };
         assert_eq!(other[0]["identifier"][0]["value"], "V19");
         assert_eq!(other[1]["effectiveDateTime"], "2026-11-15T10:30:00+00:00");
     }

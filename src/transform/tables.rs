@@ -84,8 +84,10 @@ impl SenderOverride {
         if let Some(v) = &self.patient_id_types {
             t.patient_id_types = v.clone();
         }
-        t.event_encounter_status.extend(self.event_encounter_status.clone());
-        t.patient_class_status.extend(self.patient_class_status.clone());
+        t.event_encounter_status
+            .extend(self.event_encounter_status.clone());
+        t.patient_class_status
+            .extend(self.patient_class_status.clone());
         t.patient_class.extend(self.patient_class.clone());
         t.observation_status.extend(self.observation_status.clone());
         t.coding_systems.extend(self.coding_systems.clone());
@@ -146,7 +148,10 @@ impl Tables {
             if o.application.is_none() && o.facility.is_none() {
                 return Err(TablesError::Invalid(
                     name.into(),
-                    format!("sender override {} matches no sender: give application and/or facility", i + 1),
+                    format!(
+                        "sender override {} matches no sender: give application and/or facility",
+                        i + 1
+                    ),
                 ));
             }
             let merged = o.apply(&t);
@@ -324,7 +329,10 @@ mod tests {
         assert_eq!(h.default_timezone, "+01:00");
         assert_eq!(h.visit_number_field, 50);
         assert_eq!(h.observation_status["F"], "preliminary");
-        assert_eq!(h.observation_status["C"], "corrected", "other rows are inherited");
+        assert_eq!(
+            h.observation_status["C"], "corrected",
+            "other rows are inherited"
+        );
         let other = t.for_sender("ANYAPP", "GENHOSP");
         assert_eq!(other.default_timezone, "+00:00");
         assert_eq!(other.observation_status["F"], "final");
@@ -337,18 +345,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.for_sender("LAB", "A").default_timezone, "+02:00");
-        assert_eq!(t.for_sender("lab", "A^1.2.3^ISO").default_timezone, "+02:00");
+        assert_eq!(
+            t.for_sender("lab", "A^1.2.3^ISO").default_timezone,
+            "+02:00"
+        );
         assert_eq!(t.for_sender("ADT", "A").default_timezone, "+03:00");
         assert_eq!(t.for_sender("LAB", "B").default_timezone, "+00:00");
     }
 
     #[test]
     fn a_bad_override_is_a_clear_error_naming_it() {
-        let e = with_override("[[sender]]\nfacility = \"A\"\ndefault_timezone = \"CET\"\n").unwrap_err();
+        let e = with_override("[[sender]]\nfacility = \"A\"\ndefault_timezone = \"CET\"\n")
+            .unwrap_err();
         assert!(e.to_string().contains("sender override 1"), "{e}");
         let e = with_override("[[sender]]\ndefault_timezone = \"+01:00\"\n").unwrap_err();
         assert!(e.to_string().contains("matches no sender"), "{e}");
-        let e = with_override("[[sender]]\nfacility = \"A\"\nvisit_number_field = 7\n").unwrap_err();
+        let e =
+            with_override("[[sender]]\nfacility = \"A\"\nvisit_number_field = 7\n").unwrap_err();
         assert!(e.to_string().contains("visit_number_field"), "{e}");
         assert!(with_override("[[sender]]\nfacility = \"A\"\nfavourite_colour = 1\n").is_err());
     }
