@@ -321,9 +321,9 @@ impl KafkaStage {
         }
         dedup.flush()?;
         let _ = producer.flush(REVOKE_FLUSH);
-        if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
-            tracing::warn!(error = %e, "final offset commit failed; the next start replays a little and skips what is written");
-        }
+        // Closing the consumer (on drop) auto-commits the *stored* offsets:
+        // records whose outputs are delivered. Never commit the consumer's
+        // position, which can run ahead of them.
         Ok(())
     }
 
@@ -395,6 +395,14 @@ impl KafkaStage {
                         out.push(kafka_log::enqueue(producer, r).await.map_err(kafka_err)?);
                     }
                 }
+                tracing::debug!(
+                    topic = src.topic,
+                    partition = src.partition,
+                    offset = src.offset,
+                    outputs = records.len(),
+                    sent = out.len(),
+                    "input handled"
+                );
                 state.complete(&src);
             }
             None => {
