@@ -131,7 +131,7 @@ fn kill(mut m: Member) {
     m.child.wait().unwrap();
 }
 
-// Known failing (issue 4 stays open): in 4 of the last 5 runs on Tansu 0.6
+// Known failing (issue 4 stays open): in most runs on Tansu 0.6
 // (memory and sqlite storage) one output was lost or written twice around
 // the kills and the rebalance; see the closing note. Run it with
 // `cargo test --test stage_kafka -- --ignored`.
