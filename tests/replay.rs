@@ -17,6 +17,18 @@ fn replay(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Raw records stored (the stage's fhir.* outputs share the store and are not counted).
+fn raw_records(dir: &std::path::Path) -> u64 {
+    hl7bridge::log::embedded::EmbeddedReader::open(dir)
+        .unwrap()
+        .topics()
+        .unwrap()
+        .iter()
+        .filter(|t| t.name.starts_with("hl7v2."))
+        .map(|t| t.records)
+        .sum()
+}
+
 #[derive(serde::Deserialize)]
 struct Manifest {
     fixture: Vec<Fixture>,
@@ -103,15 +115,7 @@ fn replaying_every_fixture_reports_what_the_server_stored() {
     // The server stored one raw record per message sent (NE/ER ones too: stored, just not
     // ACKed); the stage's fhir.* outputs are not counted here.
     bridge.kill();
-    let reader = hl7bridge::log::embedded::EmbeddedReader::open(data.path()).unwrap();
-    let stored: u64 = reader
-        .topics()
-        .unwrap()
-        .iter()
-        .filter(|t| t.name.starts_with("hl7v2."))
-        .map(|t| t.records)
-        .sum();
-    assert_eq!(stored, sent);
+    assert_eq!(raw_records(data.path()), sent);
 }
 
 #[test]
@@ -150,15 +154,7 @@ fn an_all_good_set_exits_zero_and_dry_run_sends_nothing() {
     let text = String::from_utf8_lossy(&dry.stdout);
     assert!(text.contains("broken_no_msh.hl7: message 1:"), "{text}");
     bridge.kill();
-    let stored: u64 = hl7bridge::log::embedded::EmbeddedReader::open(data.path())
-        .unwrap()
-        .topics()
-        .unwrap()
-        .iter()
-        .filter(|t| t.name.starts_with("hl7v2."))
-        .map(|t| t.records)
-        .sum();
-    assert_eq!(stored, 15, "dry run stored nothing more");
+    assert_eq!(raw_records(data.path()), 15, "dry run stored nothing more");
 }
 
 #[test]
