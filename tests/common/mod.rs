@@ -154,6 +154,21 @@ impl Client {
         self.stream.write_all(&mllp::frame(payload)).await.unwrap();
     }
 
+    /// Like `connect`, but None when nothing listens (a peer that is down).
+    pub async fn try_connect(addr: std::net::SocketAddr) -> Option<Self> {
+        let stream = TcpStream::connect(addr).await.ok()?;
+        stream.set_nodelay(true).ok()?;
+        Some(Self {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Like `send`, but false when the connection is broken.
+    pub async fn try_send(&mut self, payload: &[u8]) -> bool {
+        self.stream.write_all(&mllp::frame(payload)).await.is_ok()
+    }
+
     /// Reads one MLLP frame; None on EOF or after `wait` without a frame.
     pub async fn recv_within(&mut self, wait: Duration) -> Option<Vec<u8>> {
         let deadline = tokio::time::Instant::now() + wait;
@@ -275,4 +290,5 @@ pub fn oru(control_id: &str, mrn: &str, obx: usize) -> Vec<u8> {
     }
     m.into_bytes()
 }
+pub mod secure;
 pub mod stage;
