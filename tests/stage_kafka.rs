@@ -131,11 +131,6 @@ fn kill(mut m: Member) {
     m.child.wait().unwrap();
 }
 
-// Known failing (issue 4 stays open): in most runs on Tansu 0.6
-// (memory and sqlite storage) one output was lost or written twice around
-// the kills and the rebalance; see the closing note. Run it with
-// `cargo test --test stage_kafka -- --ignored`.
-#[ignore = "known failing: Kafka exactly-once under SIGKILL + rebalance, issue 4 open"]
 #[tokio::test(flavor = "multi_thread")]
 async fn transform_on_kafka_is_exactly_once_through_sigkills_and_a_rebalance() {
     let Some(broker) = Tansu::sqlite() else {
@@ -263,6 +258,75 @@ async fn transform_on_kafka_is_exactly_once_through_sigkills_and_a_rebalance() {
         assert_eq!(out.partition, input.partition);
         assert_eq!(out.key, input.key);
     }
+    drop(bridge);
+}
+
+/// The group's committed offset for a partition is the next record to read
+/// (Kafka's convention): after a clean stop it equals the partition's end,
+/// neither behind (a replay) nor past it (a record skipped on the next start).
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_clean_stop_the_committed_offsets_are_the_next_records_to_read() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let Some(broker) = Tansu::memory() else {
+        return;
+    };
+    let cfg = kafka_config(&broker.brokers()).await;
+    let outputs: Vec<String> = OUTPUTS.iter().map(|s| s.to_string()).collect();
+    hl7bridge::log::kafka::create_topics(&cfg, &outputs, 6, 1)
+        .await
+        .unwrap();
+    let serve_dir = tempfile::tempdir().unwrap();
+    let (bridge, registry) =
+        Bridge::serve_with_registry(serve_dir.path(), &["--kafka-brokers", &broker.brokers()]);
+    let mut c = Client::connect(bridge.addr).await;
+    for i in 0..24 {
+        let m = if i % 2 == 0 {
+            adt(&format!("C-{i}"), &format!("P{i}"))
+        } else {
+            oru(&format!("C-{i}"), &format!("P{i}"), 2)
+        };
+        assert_eq!(c.roundtrip(&m).await.code(), "AA");
+    }
+    let inputs = tokio::task::block_in_place(|| all_inputs(&cfg));
+    let want: usize = inputs.iter().map(|r| expected_output_count(&r.value)).sum();
+    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+    for r in &inputs {
+        let e = ends.entry((r.topic.clone(), r.partition)).or_default();
+        *e = (*e).max(r.offset + 1);
+    }
+
+    let work = tempfile::tempdir().unwrap();
+    tokio::task::block_in_place(|| {
+        let t = transform(&broker.brokers(), &registry, work.path());
+        assert_eq!(wait_for_outputs(&cfg, want), want);
+        // Past the 1 s auto-commit interval, then the close's own commit.
+        std::thread::sleep(Duration::from_secs(2));
+        terminate(t);
+    });
+
+    let group: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("group.id", "hl7bridge-transform")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in ends.keys() {
+        tpl.add_partition(t, *p);
+    }
+    let committed = tokio::task::block_in_place(|| {
+        group
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap()
+    });
+    let mut got: HashMap<(String, i32), i64> = HashMap::new();
+    for e in committed.elements() {
+        if let Offset::Offset(o) = e.offset() {
+            got.insert((e.topic().to_owned(), e.partition()), o);
+        }
+    }
+    assert_eq!(got, ends, "committed offsets vs partition ends");
     drop(bridge);
 }
 

@@ -44,6 +44,9 @@ use crate::log::{LogError, Record};
 
 /// Header: `topic:offset,...`, the covered vector described above.
 pub const COVERED: &str = "source.covered";
+/// Header: `topic:offset:index,...`, records whose outputs to this topic a
+/// recovered tail showed written only through `index` (see [`OutputState`]).
+pub const PARTIAL: &str = "source.partial";
 
 /// Input records whose outputs may be in flight at once.
 const MAX_PENDING: usize = 2048;
@@ -227,6 +230,9 @@ impl KafkaStage {
         let topics = self.cfg.topics();
         let outputs: Vec<String> = topics.all().iter().map(|s| s.to_string()).collect();
         let mut parts: HashMap<i32, PartitionState> = HashMap::new();
+        // Input partitions seen since their assignment: the first record of
+        // each is logged, so where a member resumed is always on record.
+        let mut resumed: HashSet<(String, i32)> = HashSet::new();
         let mut pending = FuturesOrdered::new();
         std::fs::create_dir_all(&self.data_dir).map_err(LogError::Io)?;
         let store = DedupStore::open(&self.data_dir.join(dedup::DB_FILE))
@@ -269,14 +275,18 @@ impl KafkaStage {
                     }
                     dedup.delivered(seen)?;
                     // Only an owned partition can store; a revoked one just skips.
-                    let _ = consumer.store_offset(&topic, partition, offset + 1);
+                    let _ = store_next(&consumer, &topic, partition, offset + 1);
                 }
                 m = consumer.recv(), if pending.len() < MAX_PENDING => {
                     let m = m.map_err(|e| LogError::Kafka(e.to_string()))?;
                     for p in consumer.context().take_revoked() {
                         parts.remove(&p);
+                        resumed.retain(|(_, q)| *q != p);
                     }
                     let partition = m.partition();
+                    if resumed.insert((m.topic().to_owned(), partition)) {
+                        tracing::info!(topic = m.topic(), partition, offset = m.offset(), "input partition resumed");
+                    }
                     if layout.co_partitioned && !parts.contains_key(&partition) {
                         // A reader per recovery, dropped after: an idle one keeps
                         // fetching and reporting end-of-partition as errors.
@@ -316,7 +326,7 @@ impl KafkaStage {
         {
             if result.is_ok() {
                 dedup.delivered(seen)?;
-                let _ = consumer.store_offset(&topic, partition, offset + 1);
+                let _ = store_next(&consumer, &topic, partition, offset + 1);
             }
         }
         dedup.flush()?;
@@ -392,6 +402,9 @@ impl KafkaStage {
                     if keep {
                         r.headers
                             .push((COVERED.into(), state.covered_header(&r.topic)));
+                        if let Some(p) = state.partial_header(&r.topic) {
+                            r.headers.push((PARTIAL.into(), p));
+                        }
                         out.push(kafka_log::enqueue(producer, r).await.map_err(kafka_err)?);
                     }
                 }
@@ -495,6 +508,23 @@ impl Dedup {
     }
 }
 
+/// Stores `next` as the partition's offset to commit: the next record to read.
+///
+/// Not `Consumer::store_offset`: that wraps librdkafka's legacy
+/// `rd_kafka_offset_store`, which stores its argument **+ 1**, so passing
+/// `offset + 1` made every commit skip one record (a lost output whenever a
+/// partition moved right after that record was stored, seen on Tansu).
+fn store_next<C: Consumer<X>, X: ConsumerContext>(
+    consumer: &C,
+    topic: &str,
+    partition: i32,
+    next: i64,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(next))?;
+    consumer.store_offsets(&tpl)
+}
+
 fn kafka_err(e: rdkafka::error::KafkaError) -> StageError {
     LogError::Kafka(e.to_string()).into()
 }
@@ -504,17 +534,38 @@ fn kafka_err(e: rdkafka::error::KafkaError) -> StageError {
 struct OutputState {
     /// Input topic -> offset below which every record's outputs are written.
     covered: HashMap<String, i64>,
-    /// The source of the partition's last record at recovery: (topic, offset, index).
-    last: Option<(String, i64, usize)>,
+    /// Input topic -> (offset, index): that record's outputs are written
+    /// through `index`, the rest may not be. It comes from a recovered tail
+    /// and is carried in every later header until the record is processed
+    /// again: once other records' outputs are appended, the tail no longer
+    /// says so itself.
+    partial: HashMap<String, (i64, usize)>,
 }
 
 impl OutputState {
     fn written(&self, topic: &str, offset: i64, index: usize) -> bool {
         self.covered.get(topic).is_some_and(|c| offset < *c)
             || self
-                .last
-                .as_ref()
-                .is_some_and(|(t, o, i)| t == topic && *o == offset && index <= *i)
+                .partial
+                .get(topic)
+                .is_some_and(|(o, i)| *o == offset && index <= *i)
+    }
+
+    fn cover(&mut self, topic: &str, below: i64) {
+        let c = self.covered.entry(topic.to_owned()).or_insert(0);
+        *c = (*c).max(below);
+        let c = *c;
+        if self.partial.get(topic).is_some_and(|(o, _)| *o < c) {
+            self.partial.remove(topic);
+        }
+    }
+
+    /// Folds in the source of the record found at the partition's tail.
+    fn with_tail(mut self, topic: String, offset: i64, index: usize) -> Self {
+        if self.covered.get(&topic).is_none_or(|c| offset >= *c) {
+            self.partial.insert(topic, (offset, index));
+        }
+        self
     }
 }
 
@@ -550,22 +601,34 @@ impl PartitionState {
 
     fn cover(&mut self, topic: &str, below: i64) {
         for o in self.outputs.values_mut() {
-            let c = o.covered.entry(topic.to_owned()).or_insert(0);
-            *c = (*c).max(below);
+            o.cover(topic, below);
         }
     }
 
+    /// The `source.covered` header for an output sent to `output` now.
     fn covered_header(&self, output: &str) -> String {
-        let mut v: Vec<(&String, &i64)> = self
-            .outputs
-            .get(output)
-            .map(|o| o.covered.iter().collect())
-            .unwrap_or_default();
+        let Some(o) = self.outputs.get(output) else {
+            return String::new();
+        };
+        let mut v: Vec<_> = o.covered.iter().collect();
         v.sort();
         v.iter()
             .map(|(t, o)| format!("{t}:{o}"))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// The `source.partial` header for an output sent to `output` now, if any.
+    fn partial_header(&self, output: &str) -> Option<String> {
+        let o = self.outputs.get(output)?;
+        let mut v: Vec<_> = o.partial.iter().collect();
+        v.sort();
+        let h = v
+            .iter()
+            .map(|(t, (o, i))| format!("{t}:{o}:{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        (!h.is_empty()).then_some(h)
     }
 }
 
@@ -627,7 +690,7 @@ fn recover(
                 ))
             })?;
         }
-        tracing::info!(topic = %o, partition = p, covered = ?out.covered, last = ?out.last, "output partition recovered");
+        tracing::info!(topic = %o, partition = p, covered = ?out.covered, partial = ?out.partial, "output partition recovered");
         state.outputs.insert(o.clone(), out);
     }
     reader.unassign().map_err(kafka_err)?;
@@ -641,23 +704,28 @@ fn parse_tail(headers: &[(String, String)]) -> Option<OutputState> {
             .find(|(h, _)| h == k)
             .map(|(_, v)| v.as_str())
     };
-    let covered = get(COVERED)?
-        .split(',')
-        .filter(|s| !s.is_empty())
+    fn entries(v: &str) -> impl Iterator<Item = &str> {
+        v.split(',').filter(|s| !s.is_empty())
+    }
+    let covered = entries(get(COVERED)?)
         .map(|pair| {
             let (t, o) = pair.rsplit_once(':')?;
             Some((t.to_owned(), o.parse().ok()?))
         })
         .collect::<Option<HashMap<_, _>>>()?;
-    let last = (
+    let partial = entries(get(PARTIAL).unwrap_or(""))
+        .map(|e| {
+            let (rest, i) = e.rsplit_once(':')?;
+            let (t, o) = rest.rsplit_once(':')?;
+            Some((t.to_owned(), (o.parse().ok()?, i.parse().ok()?)))
+        })
+        .collect::<Option<HashMap<_, _>>>()?;
+    let state = OutputState { covered, partial };
+    Some(state.with_tail(
         get(sh::SOURCE_TOPIC)?.to_owned(),
         get(sh::SOURCE_OFFSET)?.parse().ok()?,
         get(sh::SOURCE_INDEX)?.parse().ok()?,
-    );
-    Some(OutputState {
-        covered,
-        last: Some(last),
-    })
+    ))
 }
 
 /// Sees rebalances on the consumer's own polling (inside `recv`), so they
@@ -843,6 +911,87 @@ mod tests {
             s.advance(&src("hl7v2.oru", 1), &[out("fhir.encounter")]),
             vec![true]
         );
+    }
+
+    /// The headers a live state puts on an output of `src` at `index`.
+    fn sent(
+        live: &PartitionState,
+        output: &str,
+        t: &str,
+        o: i64,
+        index: usize,
+    ) -> Vec<(String, String)> {
+        let mut h = vec![
+            (COVERED.to_owned(), live.covered_header(output)),
+            (sh::SOURCE_TOPIC.to_owned(), t.to_owned()),
+            (sh::SOURCE_OFFSET.to_owned(), o.to_string()),
+            (sh::SOURCE_INDEX.to_owned(), index.to_string()),
+        ];
+        if let Some(p) = live.partial_header(output) {
+            h.push((PARTIAL.to_owned(), p));
+        }
+        h
+    }
+
+    /// Seen on Tansu: member A sent oru@0's encounter, lost the partition
+    /// before oru@0's consumer offset was committed, got it back, recovered
+    /// (tail = oru@0 index 0), wrote adt outputs after it, and left. The
+    /// next owner replays oru@0 and must still know its encounter is written.
+    #[test]
+    fn a_recovered_partial_record_stays_known_after_other_records_are_appended() {
+        let enc = "fhir.encounter";
+        let mut a = PartitionState::default();
+        a.outputs.insert(enc.into(), OutputState::default());
+        a.advance(&src("hl7v2.oru", 0), &[out(enc)]);
+        let tail = sent(&a, enc, "hl7v2.oru", 0, 0);
+
+        let mut again = PartitionState::default();
+        again.outputs.insert(enc.into(), parse_tail(&tail).unwrap());
+        let mut tail = Vec::new();
+        for o in 0..12 {
+            again.advance(&src("hl7v2.adt", o), &[out(enc)]);
+            tail = sent(&again, enc, "hl7v2.adt", o, 0);
+            again.complete(&src("hl7v2.adt", o));
+        }
+
+        let mut next = PartitionState::default();
+        next.outputs.insert(enc.into(), parse_tail(&tail).unwrap());
+        assert_eq!(next.advance(&src("hl7v2.oru", 0), &[out(enc)]), vec![false]);
+        assert_eq!(
+            next.advance(&src("hl7v2.adt", 11), &[out(enc)]),
+            vec![false]
+        );
+        assert_eq!(next.advance(&src("hl7v2.adt", 12), &[out(enc)]), vec![true]);
+    }
+
+    #[test]
+    fn a_partial_record_resumes_after_its_written_index_and_is_then_forgotten() {
+        let obs = "fhir.observation";
+        let mut s = PartitionState::default();
+        s.outputs.insert(
+            obs.into(),
+            parse_tail(&[
+                (COVERED.into(), "hl7v2.adt:4".into()),
+                (PARTIAL.into(), "hl7v2.oru:9:1".into()),
+                (sh::SOURCE_TOPIC.into(), "hl7v2.adt".into()),
+                (sh::SOURCE_OFFSET.into(), "4".into()),
+                (sh::SOURCE_INDEX.into(), "0".into()),
+            ])
+            .unwrap(),
+        );
+        let three = [out(obs), out(obs), out(obs)];
+        assert_eq!(
+            s.partial_header(obs).as_deref(),
+            Some("hl7v2.adt:4:0,hl7v2.oru:9:1")
+        );
+        assert_eq!(
+            s.advance(&src("hl7v2.oru", 9), &three),
+            vec![false, false, true]
+        );
+        s.complete(&src("hl7v2.oru", 9));
+        assert_eq!(s.partial_header(obs).as_deref(), Some("hl7v2.adt:4:0"));
+        s.advance(&src("hl7v2.adt", 5), &[]);
+        assert_eq!(s.partial_header(obs), None);
     }
 
     #[test]

@@ -63,7 +63,12 @@ impl Tansu {
 
     /// SQLite storage: survives a broker restart.
     pub fn sqlite() -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
+        let mut dir = tempfile::tempdir().unwrap();
+        // For post-mortems of the broker's own storage.
+        if std::env::var_os("HL7BRIDGE_KEEP_TANSU").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("tansu storage kept in {}", dir.path().display());
+        }
         let engine = format!("sqlite:///{}", dir.path().join("tansu.db").display());
         Self::start(require()?, engine, dir)
     }
