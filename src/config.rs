@@ -29,6 +29,10 @@ pub struct Config {
     /// Largest MLLP payload accepted.
     pub max_message_bytes: usize,
     pub max_connections: usize,
+    /// Open connections per source IP address; 0: no per-IP cap.
+    pub max_connections_per_ip: usize,
+    /// Source addresses allowed to connect (`10.1.2.3`, `10.0.0.0/8`, `fd00::/8`); empty: any.
+    pub allow_ips: Vec<String>,
     /// Frames per connection being stored/answered at once (pipelining depth).
     pub max_in_flight: usize,
     /// Longest time from a start block to its end block.
@@ -48,6 +52,57 @@ pub struct Config {
     pub kafka: crate::log::kafka::KafkaConfig,
     /// The streaming stage (v2 -> FHIR R4 Avro).
     pub transform: TransformConfig,
+    /// TLS (and mTLS with a sender allowlist) on the MLLP listener.
+    pub tls: TlsConfig,
+}
+
+/// `[tls]` in the config file. TLS is on when `cert` is set.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM, leaf first).
+    pub cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// CA bundle (PEM); when set, clients must present a certificate it signed (mTLS).
+    pub client_ca: Option<PathBuf>,
+    /// A client that has not finished its handshake by then is disconnected.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Which MSH-4 sending facilities each client certificate may send as.
+    /// Empty: any certificate the CA signed may send as any facility.
+    pub allow: Vec<SenderAllow>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            client_ca: None,
+            handshake_timeout: Duration::from_secs(10),
+            allow: Vec::new(),
+        }
+    }
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some()
+    }
+}
+
+/// `[[tls.allow]]`: a client certificate, by subject CN or by one of its
+/// SANs (DNS name, IP address, e-mail or URI), and the MSH-4 values it may
+/// send as (the whole field or its first component; `*` for any).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SenderAllow {
+    #[serde(default)]
+    pub cn: Option<String>,
+    #[serde(default)]
+    pub san: Option<String>,
+    pub facilities: Vec<String>,
 }
 
 /// `[transform]` in the config file.
@@ -101,6 +156,8 @@ impl Default for Config {
             charset_fallback: "windows-1252".into(),
             max_message_bytes: 1024 * 1024,
             max_connections: 1024,
+            max_connections_per_ip: 0,
+            allow_ips: Vec::new(),
             max_in_flight: 16,
             frame_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(15 * 60),
@@ -109,6 +166,7 @@ impl Default for Config {
             metrics_listen: "127.0.0.1:9464".into(),
             kafka: Default::default(),
             transform: Default::default(),
+            tls: Default::default(),
         }
     }
 }
@@ -214,6 +272,57 @@ impl Config {
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return invalid("log_format", "must be text or json");
         }
+        if let Err(e) = crate::server::admission::IpAllowlist::parse(&self.allow_ips) {
+            return Err(ConfigError::Invalid {
+                name: "allow_ips",
+                reason: e.to_string(),
+            });
+        }
+        self.validate_tls()
+    }
+
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let invalid = |name, reason: &str| {
+            Err(ConfigError::Invalid {
+                name,
+                reason: reason.into(),
+            })
+        };
+        let t = &self.tls;
+        if t.handshake_timeout.is_zero() {
+            return invalid("tls.handshake_timeout", "must be greater than zero");
+        }
+        match (&t.cert, &t.key) {
+            (Some(_), None) => return invalid("tls.key", "is required when tls.cert is set"),
+            (None, Some(_)) => return invalid("tls.cert", "is required when tls.key is set"),
+            _ => {}
+        }
+        if t.client_ca.is_some() && t.cert.is_none() {
+            return invalid("tls.client_ca", "needs tls.cert and tls.key (TLS) as well");
+        }
+        if !t.allow.is_empty() && t.client_ca.is_none() {
+            return invalid(
+                "tls.allow",
+                "needs tls.client_ca: only verified client certificates can be matched",
+            );
+        }
+        for a in &t.allow {
+            match (&a.cn, &a.san) {
+                (Some(v), None) | (None, Some(v)) if !v.trim().is_empty() => {}
+                _ => {
+                    return invalid(
+                        "tls.allow",
+                        "each entry needs exactly one non-empty `cn` or `san`",
+                    )
+                }
+            }
+            if a.facilities.is_empty() || a.facilities.iter().any(|f| f.trim().is_empty()) {
+                return invalid(
+                    "tls.allow",
+                    "each entry needs a non-empty list of `facilities` (\"*\" for any)",
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -263,6 +372,36 @@ mod tests {
         assert_eq!(c.ack_timeout, Duration::from_millis(250));
         assert_eq!(c.idle_timeout, Duration::from_secs(120));
         assert!(toml::from_str::<Config>("ack_timout = \"1s\"").is_err());
+    }
+
+    #[test]
+    fn tls_and_admission_settings_are_checked() {
+        let ok: Config = toml::from_str(
+            "allow_ips = [\"10.0.0.0/8\", \"127.0.0.1\"]\nmax_connections_per_ip = 4\n[tls]\ncert = \"s.pem\"\nkey = \"k.pem\"\nclient_ca = \"ca.pem\"\n[[tls.allow]]\ncn = \"lab-gw\"\nfacilities = [\"LAB\"]\n",
+        )
+        .unwrap();
+        ok.validate().unwrap();
+        assert!(ok.tls.enabled());
+        let bad = |text: &str| {
+            toml::from_str::<Config>(text)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+        };
+        assert!(bad("allow_ips = [\"10.0.0.0/33\"]")
+            .to_string()
+            .contains("allow_ips"));
+        assert!(bad("[tls]\ncert = \"s.pem\"")
+            .to_string()
+            .contains("tls.key"));
+        assert!(bad(
+            "[tls]\ncert = \"s\"\nkey = \"k\"\n[[tls.allow]]\ncn = \"x\"\nfacilities = [\"A\"]"
+        )
+        .to_string()
+        .contains("tls.client_ca"));
+        assert!(bad("[tls]\ncert = \"s\"\nkey = \"k\"\nclient_ca = \"c\"\n[[tls.allow]]\ncn = \"x\"\nsan = \"y\"\nfacilities = [\"A\"]")
+            .to_string()
+            .contains("tls.allow"));
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub mod headers {
     pub const ERROR_CODE: &str = "error.code";
     pub const ERROR_REASON: &str = "error.reason";
     pub const TRUNCATED: &str = "dlq.truncated";
+    /// Subject of the verified client certificate (mTLS connections only).
+    pub const CLIENT_CERT: &str = "bridge.client_cert";
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +75,67 @@ pub struct Origin {
     pub listener: String,
     pub peer: String,
     pub received_at: OffsetDateTime,
+}
+
+/// What the transport proved about a sender (a verified client certificate)
+/// and which MSH-4 sending facilities it may send as.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SenderPolicy {
+    /// The certificate's subject: for logs and the `bridge.client_cert` header.
+    pub identity: String,
+    /// None: any facility.
+    pub facilities: Option<FacilitySet>,
+}
+
+/// MSH-4 values a sender may use. A name matches MSH-4 as a whole or its
+/// first component (HD-1, the namespace ID); `*` matches anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FacilitySet {
+    any: bool,
+    names: std::collections::BTreeSet<String>,
+}
+
+impl FacilitySet {
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(names: I) -> Self {
+        let mut set = Self::default();
+        set.extend(names);
+        set
+    }
+
+    pub fn extend<I: IntoIterator<Item = S>, S: Into<String>>(&mut self, names: I) {
+        for n in names {
+            let n: String = n.into();
+            if n.trim() == "*" {
+                self.any = true;
+            } else {
+                self.names.insert(n.trim().to_owned());
+            }
+        }
+    }
+
+    /// True when no facility at all is allowed.
+    pub fn is_empty(&self) -> bool {
+        !self.any && self.names.is_empty()
+    }
+
+    /// Whether `msh4` (raw, with components separated by `component`) is allowed.
+    pub fn allows(&self, msh4: &str, component: char) -> bool {
+        if self.any {
+            return true;
+        }
+        let whole = msh4.trim();
+        let first = whole.split(component).next().unwrap_or("").trim();
+        !whole.is_empty() && (self.names.contains(whole) || self.names.contains(first))
+    }
+}
+
+/// The reject for a message whose MSH-4 the sender's certificate may not use.
+fn facility_not_allowed() -> Reject {
+    Reject::new(
+        ErrorCode::TableValueNotFound,
+        "sending facility (MSH-4) is not allowed for this client certificate",
+    )
+    .at_field("MSH", 4)
 }
 
 /// The verdict on one message and what its ACK needs.
@@ -137,25 +200,46 @@ impl Intake {
 
     /// Decides what to store for a complete frame.
     pub fn frame(&self, frame: Bytes, origin: &Origin) -> FrameWork {
-        if batch::is_batch(&frame) {
+        self.frame_from(frame, origin, None)
+    }
+
+    /// Like [`Intake::frame`], for a sender identified by a client
+    /// certificate: each message whose MSH-4 the policy does not allow is
+    /// rejected (AR/CR, ERR 103 at MSH-4) and only dead-lettered, and every
+    /// record carries the certificate subject.
+    pub fn frame_from(
+        &self,
+        frame: Bytes,
+        origin: &Origin,
+        sender: Option<&SenderPolicy>,
+    ) -> FrameWork {
+        let mut work = if batch::is_batch(&frame) {
             let mut b = batch::split(&frame);
             let messages = std::mem::take(&mut b.messages);
             let (records, items) = messages
                 .into_iter()
-                .map(|m| self.message(m, origin))
+                .map(|m| self.message(m, origin, sender))
                 .unzip();
-            return FrameWork {
+            FrameWork {
                 records,
                 items,
                 batch: Some(b),
-            };
+            }
+        } else {
+            let (record, item) = self.message(frame, origin, sender);
+            FrameWork {
+                records: vec![record],
+                items: vec![item],
+                batch: None,
+            }
+        };
+        if let Some(s) = sender {
+            for r in &mut work.records {
+                r.headers
+                    .push((headers::CLIENT_CERT.into(), s.identity.clone()));
+            }
         }
-        let (record, item) = self.message(frame, origin);
-        FrameWork {
-            records: vec![record],
-            items: vec![item],
-            batch: None,
-        }
+        work
     }
 
     /// Decides what to store for a frame that passed `max_message_bytes`:
@@ -182,7 +266,12 @@ impl Intake {
         }
     }
 
-    fn message(&self, raw: Bytes, origin: &Origin) -> (Record, Item) {
+    fn message(
+        &self,
+        raw: Bytes,
+        origin: &Origin,
+        sender: Option<&SenderPolicy>,
+    ) -> (Record, Item) {
         let parsed = match read(&raw, self.cfg.read) {
             Ok(p) => p,
             Err(reject) => {
@@ -199,6 +288,27 @@ impl Intake {
                 );
             }
         };
+        // Who may send as which facility is checked before anything else
+        // about the message is looked at.
+        let allowed = sender.and_then(|s| s.facilities.as_ref()).is_none_or(|f| {
+            f.allows(
+                &parsed.header.sending_facility,
+                parsed.header.delimiters.component,
+            )
+        });
+        if !allowed {
+            let reject = facility_not_allowed();
+            let record =
+                self.dead_letter(raw, Some(&parsed.header), parsed.charset, &reject, origin);
+            return (
+                record,
+                Item {
+                    header: Some(parsed.header),
+                    charset: parsed.charset,
+                    verdict: Err(reject),
+                },
+            );
+        }
         let Some(topic) = self.route(&parsed.header.message_type) else {
             let reject = Reject::new(
                 ErrorCode::UnsupportedMessageType,
@@ -497,6 +607,42 @@ mod tests {
         );
         assert!(intake.reply(&w, true).is_none());
         assert_eq!(w.records[0].topic, "hl7v2.oru", "still stored");
+    }
+
+    #[test]
+    fn a_facility_the_certificate_may_not_use_is_rejected_103_and_dead_lettered() {
+        let intake = Intake::new(IntakeConfig::default());
+        let policy = SenderPolicy {
+            identity: "CN=lab-gw".into(),
+            facilities: Some(FacilitySet::new(["LAB"])),
+        };
+        // ADT's MSH-4 is F: not allowed.
+        let w = intake.frame_from(Bytes::from_static(ADT), &origin(), Some(&policy));
+        assert_eq!(w.records[0].topic, "hl7v2.dlq");
+        assert_eq!(&w.records[0].value[..], ADT);
+        assert_eq!(w.records[0].header(headers::ERROR_CODE), Some("103"));
+        assert_eq!(w.records[0].header(headers::CLIENT_CERT), Some("CN=lab-gw"));
+        let segs = reply_segments(&intake, &w, true);
+        assert_eq!(segs[1], "MSA|AR|C1");
+        assert!(
+            segs[2].starts_with("ERR||MSH^1^4|103^Table value not found^HL70357|E|"),
+            "{segs:?}"
+        );
+        // Enhanced mode: CR.
+        let enhanced = b"MSH|^~\\&|A|F^1.2.3^ISO|B|G|2026||ADT^A01|C9|P|2.5.1|||AL|NE\rPID|||1\r";
+        let w = intake.frame_from(Bytes::from_static(enhanced), &origin(), Some(&policy));
+        assert_eq!(reply_segments(&intake, &w, true)[1], "MSA|CR|C9");
+        // HD-1 or the whole MSH-4 may be listed.
+        let ok = SenderPolicy {
+            identity: "CN=x".into(),
+            facilities: Some(FacilitySet::new(["F"])),
+        };
+        let w = intake.frame_from(Bytes::from_static(enhanced), &origin(), Some(&ok));
+        assert_eq!(w.records[0].topic, "hl7v2.adt");
+        assert!(FacilitySet::new(["F^1.2.3^ISO"]).allows("F^1.2.3^ISO", '^'));
+        assert!(FacilitySet::new(["*"]).allows("ANY", '^'));
+        assert!(!FacilitySet::new(["F"]).allows("", '^'));
+        assert!(FacilitySet::default().is_empty());
     }
 
     #[test]

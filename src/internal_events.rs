@@ -132,16 +132,38 @@ impl ConnectionsOpen {
     }
 }
 
-/// A connection turned away at `max_connections`.
+/// A connection turned away before anything was read from it. `reason` is
+/// the metric label: `max_connections`, `per_ip_limit` or `ip_not_allowed`;
+/// `limit` is the cap that was reached (0 for `ip_not_allowed`).
 pub struct ConnectionRefused<'a> {
     pub peer: &'a str,
-    pub max_connections: usize,
+    pub reason: &'static str,
+    pub limit: usize,
 }
 
 impl ConnectionRefused<'_> {
     pub fn emit(&self) {
-        tracing::warn!(peer = %self.peer, max_connections = self.max_connections, "connection refused: max_connections reached");
-        counter!(REFUSED_CONNECTIONS).increment(1);
+        tracing::warn!(peer = %self.peer, reason = self.reason, limit = self.limit, "connection refused");
+        counter!(REFUSED_CONNECTIONS, "reason" => self.reason).increment(1);
+    }
+}
+
+pub const TLS_HANDSHAKE_FAILURES: &str = "hl7bridge_tls_handshake_failures_total";
+
+/// A TLS handshake that failed (`error`: bad or missing client certificate,
+/// protocol error, not TLS at all) or did not finish within
+/// `tls.handshake_timeout` (`timeout`). `error` is rustls' description, which
+/// names certificate problems, never traffic content.
+pub struct TlsHandshakeFailed<'a> {
+    pub peer: &'a str,
+    pub reason: &'static str,
+    pub error: &'a str,
+}
+
+impl TlsHandshakeFailed<'_> {
+    pub fn emit(&self) {
+        tracing::warn!(peer = %self.peer, reason = self.reason, error = self.error, "TLS handshake failed; connection closed");
+        counter!(TLS_HANDSHAKE_FAILURES, "reason" => self.reason).increment(1);
     }
 }
 

@@ -31,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Listen for MLLP and store every message before ACKing it.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List topics with their partitions and record counts, or create them on Kafka.
     Topics(topics::TopicsArgs),
     /// Print records of a topic as JSON Lines (or raw HL7).
@@ -138,6 +138,24 @@ pub struct ServeArgs {
     /// Answer AE/CE if storage has not confirmed within this, e.g. 10s [default: 10s].
     #[arg(long, env = "HL7BRIDGE_ACK_TIMEOUT", value_parser = humantime::parse_duration)]
     ack_timeout: Option<Duration>,
+    /// Source addresses allowed to connect, IP or CIDR (repeatable or comma-separated) [default: any].
+    #[arg(long = "allow-ip", env = "HL7BRIDGE_ALLOW_IPS", value_delimiter = ',')]
+    allow_ips: Option<Vec<String>>,
+    /// Open connections per source IP; 0 for no cap [default: 0].
+    #[arg(long, env = "HL7BRIDGE_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
+    /// Server certificate chain (PEM); turns TLS on, with --tls-key.
+    #[arg(long, env = "HL7BRIDGE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM).
+    #[arg(long, env = "HL7BRIDGE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// CA bundle (PEM): require client certificates it signed (mTLS).
+    #[arg(long, env = "HL7BRIDGE_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+    /// Disconnect clients that have not finished the TLS handshake by then [default: 10s].
+    #[arg(long, env = "HL7BRIDGE_TLS_HANDSHAKE_TIMEOUT", value_parser = humantime::parse_duration)]
+    tls_handshake_timeout: Option<Duration>,
 }
 
 impl StoreArgs {
@@ -183,8 +201,22 @@ impl ServeArgs {
             max_in_flight,
             frame_timeout,
             idle_timeout,
-            ack_timeout
+            ack_timeout,
+            allow_ips,
+            max_connections_per_ip
         );
+        if let Some(v) = &self.tls_cert {
+            c.tls.cert = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_key {
+            c.tls.key = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_client_ca {
+            c.tls.client_ca = Some(v.clone());
+        }
+        if let Some(v) = self.tls_handshake_timeout {
+            c.tls.handshake_timeout = v;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -213,7 +245,7 @@ fn check_mappings(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Topics(args) => topics::run(args),
         Command::Tail(args) => tail::run(args),
         Command::Replay(args) => replay::run(args),

@@ -13,6 +13,7 @@ use clap::Args;
 
 use crate::hl7::message::{read, ReadOptions};
 use crate::replay::{self, split, Progress, ReplayOptions, Report};
+use crate::server::tls::{ClientTlsOptions, TlsClient};
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -43,6 +44,18 @@ pub struct ReplayArgs {
     /// Split and check the files without sending anything.
     #[arg(long)]
     dry_run: bool,
+    /// Connect with TLS, verifying the server against this CA bundle (PEM).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) for mTLS; needs --tls-key and --tls-ca.
+    #[arg(long, requires = "tls_key", requires = "tls_ca")]
+    tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Name the server certificate must carry [default: the host of --to].
+    #[arg(long, requires = "tls_ca")]
+    tls_server_name: Option<String>,
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -65,6 +78,21 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         "no messages found in {} file(s)",
         files.len()
     );
+    let tls = match &args.tls_ca {
+        Some(_) => Some(
+            TlsClient::new(
+                &ClientTlsOptions {
+                    ca: args.tls_ca.clone(),
+                    cert: args.tls_cert.clone(),
+                    key: args.tls_key.clone(),
+                    server_name: args.tls_server_name.clone(),
+                },
+                host_of(&args.to),
+            )
+            .context("setting up TLS")?,
+        ),
+        None => None,
+    };
     let to = tokio::net::lookup_host(&args.to);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -87,7 +115,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let progress = Arc::new(Progress::default());
     let report = rt.block_on(async {
         let shown = tokio::spawn(show_progress(progress.clone(), total));
-        let report = replay::run(bodies, opts, progress.clone()).await;
+        let report = replay::run_with(bodies, opts, tls, progress.clone()).await;
         shown.abort();
         report
     });
@@ -101,6 +129,12 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The host part of `host:port` or `[v6]:port`.
+fn host_of(to: &str) -> &str {
+    let host = to.rsplit_once(':').map_or(to, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 async fn show_progress(p: Arc<Progress>, total: u64) {

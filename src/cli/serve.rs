@@ -13,7 +13,7 @@ use crate::intake::{Intake, IntakeConfig};
 use crate::log::embedded::{EmbeddedConfig, EmbeddedLog};
 use crate::log::kafka::{self, KafkaLog};
 use crate::log::Log;
-use crate::server::{ConnectionLimits, Server};
+use crate::server::{Admission, ConnectionLimits, IpAllowlist, Security, Server, TlsListener};
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let cfg = args.config()?;
@@ -101,7 +101,19 @@ async fn ensure_kafka_topics(cfg: Config) {
     }
 }
 
+/// TLS and admission control from the config; fails at start on a bad
+/// certificate, key, CA or address.
+fn security(cfg: &Config) -> anyhow::Result<Security> {
+    let tls = TlsListener::from_config(&cfg.tls).context("setting up TLS on the MLLP listener")?;
+    let allow = IpAllowlist::parse(&cfg.allow_ips).context("invalid setting allow_ips")?;
+    Ok(Security {
+        tls: tls.map(Arc::new),
+        admission: Arc::new(Admission::new(allow, cfg.max_connections_per_ip)),
+    })
+}
+
 async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let security = security(&cfg)?;
     let backend = Backend::open(&cfg)?;
     if cfg.kafka.enabled() {
         tokio::spawn(ensure_kafka_topics(cfg.clone()));
@@ -124,9 +136,14 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     // One line on stdout for scripts and tests: where we listen, where we store.
     println!(
-        "hl7bridge listening on {} ({})",
+        "hl7bridge listening on {} ({}{})",
         server.local_addr()?,
-        backend.describe(&cfg)
+        backend.describe(&cfg),
+        match &security.tls {
+            Some(t) if t.mutual() => ", TLS with client certificates",
+            Some(_) => ", TLS",
+            None => "",
+        }
     );
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_on_shutdown(shutdown.clone()));
@@ -143,7 +160,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     };
     let metrics =
         transform::start_metrics(&cfg, Some(Arc::new(registry)), background.clone()).await?;
-    server.run(shutdown).await;
+    server.run_with(security, shutdown).await;
     background.cancel();
     if let Some(stage) = stage {
         match stage.await {

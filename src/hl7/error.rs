@@ -10,6 +10,10 @@ pub enum ErrorCode {
     RequiredFieldMissing,
     DataType,
     ValueTooLong,
+    /// 103: a coded value is not in its table. Used for an MSH-4 sending
+    /// facility (HD-1, table 0362) that the sender's client certificate may
+    /// not send as.
+    TableValueNotFound,
     UnsupportedMessageType,
     ApplicationInternal,
 }
@@ -21,6 +25,7 @@ impl ErrorCode {
             ErrorCode::RequiredFieldMissing => 101,
             ErrorCode::DataType => 102,
             ErrorCode::ValueTooLong => 104,
+            ErrorCode::TableValueNotFound => 103,
             ErrorCode::UnsupportedMessageType => 200,
             ErrorCode::ApplicationInternal => 207,
         }
@@ -33,6 +38,7 @@ impl ErrorCode {
             ErrorCode::RequiredFieldMissing => "Required field missing",
             ErrorCode::DataType => "Data type error",
             ErrorCode::ValueTooLong => "Value too long",
+            ErrorCode::TableValueNotFound => "Table value not found",
             ErrorCode::UnsupportedMessageType => "Unsupported message type",
             ErrorCode::ApplicationInternal => "Application internal error",
         }

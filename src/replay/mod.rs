@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
 use crate::hl7::message::{read_header_only, ReadOptions};
 use crate::mllp::{frame, MllpCodec};
+use crate::server::TlsClient;
 
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
@@ -101,6 +102,16 @@ pub async fn run(
     opts: ReplayOptions,
     progress: Arc<Progress>,
 ) -> Report {
+    run_with(messages, opts, None, progress).await
+}
+
+/// Like [`run`], over TLS when `tls` is given (one handshake per connection).
+pub async fn run_with(
+    messages: Arc<Vec<Bytes>>,
+    opts: ReplayOptions,
+    tls: Option<TlsClient>,
+    progress: Arc<Progress>,
+) -> Report {
     let total = messages.len() * opts.repeat.max(1);
     let next = Arc::new(AtomicUsize::new(0));
     let pacer = Arc::new(Mutex::new(Instant::now()));
@@ -113,13 +124,14 @@ pub async fn run(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..opts.connections.max(1) {
-        let (messages, opts, next, pacer, samples, progress) = (
+        let (messages, opts, next, pacer, samples, progress, tls) = (
             messages.clone(),
             opts.clone(),
             next.clone(),
             pacer.clone(),
             samples.clone(),
             progress.clone(),
+            tls.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut conn: Option<Conn> = None;
@@ -150,8 +162,15 @@ pub async fn run(
                     .unwrap_or_else(|| "unparseable".into());
                 let control_id = header.map(|h| h.control_id).unwrap_or_default();
                 let t0 = Instant::now();
-                let outcome =
-                    send_one(&mut conn, opts.to, &message, &control_id, opts.timeout).await;
+                let outcome = send_one(
+                    &mut conn,
+                    opts.to,
+                    tls.as_ref(),
+                    &message,
+                    &control_id,
+                    opts.timeout,
+                )
+                .await;
                 if !matches!(outcome, Outcome::Ack(_) | Outcome::Mismatch) {
                     conn = None; // the stream's state is unknown: start afresh
                 }
@@ -177,8 +196,12 @@ pub async fn run(
     summarise(&samples, elapsed)
 }
 
+/// A plain TCP or TLS stream.
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
 struct Conn {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     codec: MllpCodec,
     buf: BytesMut,
 }
@@ -186,14 +209,19 @@ struct Conn {
 async fn send_one(
     conn: &mut Option<Conn>,
     to: SocketAddr,
+    tls: Option<&TlsClient>,
     message: &[u8],
     control_id: &str,
     timeout: Duration,
 ) -> Outcome {
     let attempt = async {
         if conn.is_none() {
-            let stream = TcpStream::connect(to).await.ok()?;
-            let _ = stream.set_nodelay(true);
+            let tcp = TcpStream::connect(to).await.ok()?;
+            let _ = tcp.set_nodelay(true);
+            let stream: Box<dyn Stream> = match tls {
+                Some(t) => Box::new(t.connector.connect(t.server_name.clone(), tcp).await.ok()?),
+                None => Box::new(tcp),
+            };
             *conn = Some(Conn {
                 stream,
                 codec: MllpCodec::new(16 << 20),

@@ -13,15 +13,14 @@ use bytes::Bytes;
 use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use time::OffsetDateTime;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::codec::FramedRead;
 
 use crate::internal_events as ev;
 use tokio_util::sync::CancellationToken;
 
-use crate::intake::{FrameWork, Intake, Origin};
+use crate::intake::{FrameWork, Intake, Origin, SenderPolicy};
 use crate::log::Log;
 use crate::mllp::{frame, MllpCodec, MllpError};
 
@@ -40,6 +39,9 @@ pub struct Connection {
     pub limits: ConnectionLimits,
     pub listener: String,
     pub peer: String,
+    /// Set on mTLS connections: the certificate's subject and the MSH-4
+    /// facilities it may send as.
+    pub sender: Option<Arc<SenderPolicy>>,
 }
 
 /// Why a connection ended (for the log line).
@@ -55,11 +57,19 @@ pub enum Closed {
 }
 
 impl Connection {
-    pub async fn run(self, socket: TcpStream, shutdown: CancellationToken) -> Closed {
-        let _ = socket.set_nodelay(true);
-        let (rd, mut wr) = socket.into_split();
-        let mut reader =
-            FramedRead::with_capacity(rd, MllpCodec::new(self.limits.max_message_bytes), 16 * 1024);
+    /// Serves one stream (plain TCP or TLS) until the peer leaves, a limit
+    /// closes it, or `shutdown` fires and what is in flight is answered.
+    pub async fn run<S>(self, socket: S, shutdown: CancellationToken) -> Closed
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        // One stream, no split: ACKs are written from this task, between
+        // reads, through the reader's own handle on the stream.
+        let mut reader = FramedRead::with_capacity(
+            socket,
+            MllpCodec::new(self.limits.max_message_bytes),
+            16 * 1024,
+        );
         let mut pending = FuturesOrdered::new();
         let mut last_activity = Instant::now();
         let mut frame_started: Option<Instant> = None;
@@ -102,7 +112,7 @@ impl Connection {
                     let reply: Option<Vec<u8>> = reply;
                     if let Some(bytes) = reply {
                         let framed = frame(&bytes);
-                        match timeout(self.limits.frame_timeout, wr.write_all(&framed)).await {
+                        match timeout(self.limits.frame_timeout, reader.get_mut().write_all(&framed)).await {
                             Ok(Ok(())) => {}
                             _ => break Closed::WriteFailed,
                         }
@@ -141,7 +151,7 @@ impl Connection {
                 }
             }
         };
-        let _ = wr.shutdown().await;
+        let _ = reader.get_mut().shutdown().await;
         closed
     }
 
@@ -154,7 +164,9 @@ impl Connection {
     }
 
     fn handle(&self, payload: Bytes) -> futures::future::BoxFuture<'static, Option<Vec<u8>>> {
-        let work = self.intake.frame(payload, &self.origin());
+        let work = self
+            .intake
+            .frame_from(payload, &self.origin(), self.sender.as_deref());
         self.store_and_reply(work)
     }
 
@@ -168,6 +180,7 @@ impl Connection {
         let log = self.log.clone();
         let ack_timeout = self.limits.ack_timeout;
         let peer = self.peer.clone();
+        let client_cert = self.sender.clone();
         // ACK latency runs from here: the frame is complete and read.
         let received = Instant::now();
         Box::pin(async move {
@@ -212,6 +225,7 @@ impl Connection {
                         sending_facility = h.map(|h| h.sending_facility.as_str()).unwrap_or(""),
                         error_code = r.code.code(),
                         reason = r.reason,
+                        client_cert = client_cert.as_ref().map_or("", |s| s.identity.as_str()),
                         "message rejected"
                     );
                 }
