@@ -16,8 +16,12 @@
 //!   An output (input record R = (T, off), index i) for output topic o is
 //!   already written iff `off < covered_o[T]`, or R is that last record's
 //!   source and `i <= its index`. Those are skipped; everything else is sent.
-//! - Consumer offsets are stored only once all outputs of a record and of
-//!   every earlier one are delivered; they only shorten the replay.
+//!   Such a partly confirmed record rides along in `source.partial` on every
+//!   later output until it is processed again, so appending other records
+//!   after it does not erase what recovery knew.
+//! - Consumer offsets are stored (as the next offset to read) only once all
+//!   outputs of a record and of every earlier one are delivered; they only
+//!   shorten the replay.
 //! - On revocation the producer is flushed before the partitions go, so the
 //!   next owner reads complete tails.
 
