@@ -146,6 +146,34 @@ impl Encoder<'_> {
     }
 }
 
+impl Encoder<'_> {
+    /// [`Encoder::encode_into`] for a resource that is not JSON yet (the
+    /// mapper's typed resources): the datum is written straight from it,
+    /// with the same bytes and the same errors as encoding its JSON
+    /// (`serde_json::to_value`). What the direct walk does not take (members
+    /// out of schema order, say) goes through the JSON, so nothing differs.
+    pub fn encode_resource_into<T: serde::Serialize + ?Sized>(
+        &self,
+        resource_type: &str,
+        resource: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<(), AvroError> {
+        let start = out.len();
+        if self
+            .plan
+            .encode_serialize(resource_type, resource, out)
+            .is_ok()
+        {
+            return Ok(());
+        }
+        out.truncate(start);
+        let json = serde_json::to_value(resource).map_err(|_| AvroError::Encode {
+            schema: schema_name(self.schema),
+        })?;
+        self.encode_into(&json, out)
+    }
+}
+
 /// A FHIR resource as an Avro binary datum (no container header, no wire
 /// header): what goes after [`wire_encode`]'s five bytes. The same bytes as
 /// `apache_avro::to_avro_datum` (deprecated in 0.22 for `GenericDatumWriter`)

@@ -133,7 +133,8 @@ pub fn read_header_only(raw: &[u8], opts: ReadOptions) -> Option<MessageHeader> 
     let (text, _) = charset.decode(line, opts.charset_fallback).ok()?;
     let (delims, normalised) = normalise_msh(&text).ok()?;
     let msg = Message::parse(&normalised).ok()?;
-    msg.segment("MSH").map(|msh| header_from(msh, delims))
+    msg.segment("MSH")
+        .map(|msh| header_from(|n| msh.field(n).map(|f| f.raw_value()), delims))
 }
 
 /// A message decoded and normalised for hl7-parser: every line has been
@@ -221,7 +222,37 @@ impl Prepared {
                 "message does not start with an MSH segment",
             )
         })?;
-        let header = header_from(msh, self.delimiters.clone());
+        let pid3 = msg
+            .segment("PID")
+            .and_then(|pid| pid.field(3))
+            .map(|f| f.raw_value());
+        let parsed = self.parsed(|n| msh.field(n).map(|f| f.raw_value()), pid3)?;
+        Ok((msg, parsed))
+    }
+
+    /// [`Prepared::parse`] without hl7-parser's tree: the same splits, as
+    /// spans into the text ([`MessageView`]), so reading a message costs two
+    /// allocations rather than one per field, repetition and component.
+    pub fn view(&self) -> Result<(MessageView<'_>, ParsedMessage), Reject> {
+        let view = MessageView::new(&self.text, &self.delimiters);
+        let msh = view.segment("MSH").ok_or_else(|| {
+            Reject::new(
+                ErrorCode::SegmentSequence,
+                "message does not start with an MSH segment",
+            )
+        })?;
+        let pid3 = view.segment("PID").and_then(|pid| pid.field(3));
+        let parsed = self.parsed(|n| msh.field(n), pid3)?;
+        Ok((view, parsed))
+    }
+
+    /// The header (MSH-9 and MSH-10 required) and the PID-3 identifiers.
+    fn parsed<'a>(
+        &self,
+        msh_field: impl Fn(usize) -> Option<&'a str>,
+        pid3: Option<&str>,
+    ) -> Result<ParsedMessage, Reject> {
+        let header = header_from(msh_field, self.delimiters.clone());
         if header.message_type.is_empty() {
             return Err(Reject::new(
                 ErrorCode::RequiredFieldMissing,
@@ -236,37 +267,123 @@ impl Prepared {
             )
             .at_field("MSH", 10));
         }
-        let patient_identifiers = msg
-            .segment("PID")
-            .and_then(|pid| pid.field(3))
-            .map(|f| {
-                f.repeats()
-                    .map(|r| {
-                        let comp = |n: usize| r.component(n).map(|c| c.raw_value()).unwrap_or("");
-                        let sub = |n: usize, s: usize| {
-                            r.component(n)
-                                .and_then(|c| c.subcomponent(s))
-                                .map(|c| c.raw_value())
-                                .unwrap_or("")
-                        };
-                        PatientIdentifier {
-                            raw: r.raw_value().to_owned(),
-                            id: comp(1).to_owned(),
-                            authority_namespace: sub(4, 1).to_owned(),
-                            authority_universal_id: sub(4, 2).to_owned(),
-                            type_code: comp(5).to_owned(),
-                        }
-                    })
-                    .filter(|cx| !cx.id.is_empty())
-                    .collect()
-            })
+        let patient_identifiers = pid3
+            .map(|f| patient_identifiers(f, &self.delimiters))
             .unwrap_or_default();
-        let parsed = ParsedMessage {
+        Ok(ParsedMessage {
             header,
             charset: self.charset,
             patient_identifiers,
-        };
-        Ok((msg, parsed))
+        })
+    }
+}
+
+/// PID-3's repetitions with an ID (CX-1), as hl7-parser splits them.
+fn patient_identifiers(pid3: &str, d: &Delimiters) -> Vec<PatientIdentifier> {
+    pid3.split(d.repetition)
+        .map(|r| {
+            let comp = |n: usize| r.split(d.component).nth(n - 1);
+            let sub = |n: usize, s: usize| {
+                comp(n)
+                    .and_then(|c| c.split(d.subcomponent).nth(s - 1))
+                    .unwrap_or("")
+            };
+            PatientIdentifier {
+                raw: r.to_owned(),
+                id: comp(1).unwrap_or("").to_owned(),
+                authority_namespace: sub(4, 1).to_owned(),
+                authority_universal_id: sub(4, 2).to_owned(),
+                type_code: comp(5).unwrap_or("").to_owned(),
+            }
+        })
+        .filter(|cx| !cx.id.is_empty())
+        .collect()
+}
+
+/// A prepared message split into segments and fields, as byte spans into
+/// its text. Splitting is hl7-parser's: plain delimiter splits (an escape
+/// sequence never contains a delimiter), segments on CR, and in the first
+/// segment (MSH) field 1 is the field separator and field 2 MSH-2.
+/// Repetitions and components are split on demand by the reader.
+#[derive(Debug)]
+pub struct MessageView<'a> {
+    text: &'a str,
+    /// Per segment: its name and its fields' range in `spans`.
+    segments: Vec<(&'a str, std::ops::Range<usize>)>,
+    /// Every field of every segment: its byte range in `text`.
+    spans: Vec<(usize, usize)>,
+}
+
+/// One segment of a [`MessageView`].
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentView<'v> {
+    pub name: &'v str,
+    text: &'v str,
+    spans: &'v [(usize, usize)],
+}
+
+impl<'v> SegmentView<'v> {
+    /// Field `n` (1-based) exactly as sent, repetitions included; `None`
+    /// past the last field (as hl7-parser's `Segment::field`).
+    pub fn field(&self, n: usize) -> Option<&'v str> {
+        let &(start, end) = self.spans.get(n.checked_sub(1)?)?;
+        self.text.get(start..end)
+    }
+}
+
+impl<'a> MessageView<'a> {
+    /// Splits `text`, which [`prepare`] normalised: CR-separated lines that
+    /// each start with a 3-character name and the field separator (MSH first).
+    fn new(text: &'a str, d: &Delimiters) -> Self {
+        // Delimiters are ASCII (checked by `normalise_msh`): byte splits are char-safe.
+        let fs = u8::try_from(d.field).unwrap_or(b'|');
+        let mut segments = Vec::with_capacity(16);
+        let mut spans = Vec::with_capacity(text.len() / 12);
+        let mut at = 0;
+        for (i, line) in text.split('\r').enumerate() {
+            let first = spans.len();
+            let name = line.get(..3).unwrap_or(line);
+            // Where the fields after the name start, and MSH-1/MSH-2 first.
+            let body = if i == 0 {
+                spans.push((at + 3, at + 4));
+                spans.push((at + 4, at + 8));
+                match line.as_bytes().get(8) {
+                    Some(&b) if b == fs => 9,
+                    _ => 8,
+                }
+            } else {
+                4
+            };
+            let mut start = at + body;
+            for (j, &b) in line.as_bytes().iter().enumerate().skip(body) {
+                if b == fs {
+                    spans.push((start, at + j));
+                    start = at + j + 1;
+                }
+            }
+            spans.push((start, at + line.len().max(body)));
+            segments.push((name, first..spans.len()));
+            at += line.len() + 1;
+        }
+        Self {
+            text,
+            segments,
+            spans,
+        }
+    }
+
+    /// Every segment, in order.
+    pub fn segments(&self) -> impl Iterator<Item = SegmentView<'_>> + '_ {
+        self.segments.iter().map(|(name, r)| SegmentView {
+            name,
+            text: self.text,
+            spans: self.spans.get(r.clone()).unwrap_or(&[]),
+        })
+    }
+
+    /// The first segment named `name`.
+    pub fn segment(&self, name: &str) -> Option<SegmentView<'_>> {
+        self.segments().find(|s| s.name == name)
     }
 }
 
@@ -300,10 +417,26 @@ struct Normalised {
     delimiters: Delimiters,
 }
 
+/// `text.split(['\r', '\n'])`, scanning bytes rather than decoding chars
+/// (both are ASCII, so every split point is a char boundary).
+fn split_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match r.bytes().position(|b| b == b'\r' || b == b'\n') {
+            Some(i) => {
+                rest = r.get(i + 1..);
+                r.get(..i)
+            }
+            None => rest.take(),
+        }
+    })
+}
+
 /// Normalises the parse copy; see the module doc for why. Every line is
 /// checked; with `Keep::HeaderAndPatient` only MSH and the first PID are kept.
 fn normalise(text: &str, keep: Keep) -> Result<Normalised, Reject> {
-    let mut lines = text.split(['\r', '\n']).filter(|l| !l.trim().is_empty());
+    let mut lines = split_lines(text).filter(|l| !l.trim().is_empty());
     let msh = lines.next().ok_or_else(|| {
         Reject::new(
             ErrorCode::SegmentSequence,
@@ -405,19 +538,19 @@ fn normalise_msh(line: &str) -> Result<(Delimiters, String), Reject> {
     Ok((delimiters, msh))
 }
 
-fn header_from(msh: &hl7_parser::message::Segment<'_>, delimiters: Delimiters) -> MessageHeader {
-    let field = |n: usize| msh.field(n).map(|f| f.raw_value()).unwrap_or("").to_owned();
-    let first_rep = |n: usize| {
-        msh.field(n)
-            .and_then(|f| f.repeat(1))
-            .map(|r| r.raw_value())
-            .unwrap_or("")
-            .to_owned()
-    };
+/// The header from MSH field accessors (`msh_field(n)`: field `n` as sent),
+/// with repetitions and components split as hl7-parser splits them.
+fn header_from<'a>(
+    msh_field: impl Fn(usize) -> Option<&'a str>,
+    delimiters: Delimiters,
+) -> MessageHeader {
+    let field = |n: usize| msh_field(n).unwrap_or("").to_owned();
+    let first_rep = |n: usize| msh_field(n).and_then(|f| f.split(delimiters.repetition).next());
+    let first_rep_owned = |n: usize| first_rep(n).unwrap_or("").to_owned();
     let msh9 = |c: usize| {
-        msh.field(9)
-            .and_then(|f| f.component(c))
-            .map(|c| c.raw_value().trim().to_owned())
+        first_rep(9)
+            .and_then(|r| r.split(delimiters.component).nth(c - 1))
+            .map(|c| c.trim().to_owned())
             .unwrap_or_default()
     };
     MessageHeader {
@@ -434,7 +567,7 @@ fn header_from(msh: &hl7_parser::message::Segment<'_>, delimiters: Delimiters) -
         version: field(12),
         accept_ack_type: field(15).trim().to_owned(),
         application_ack_type: field(16).trim().to_owned(),
-        charset: first_rep(18),
+        charset: first_rep_owned(18),
         delimiters,
     }
 }
@@ -442,6 +575,63 @@ fn header_from(msh: &hl7_parser::message::Segment<'_>, delimiters: Delimiters) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_split_as_str_split_does() {
+        for t in ["", "\r", "a\rb", "a\r\nb\n", "\n\né\r", "x"] {
+            let ours: Vec<_> = split_lines(t).collect();
+            let std: Vec<_> = t.split(['\r', '\n']).collect();
+            assert_eq!(ours, std, "{t:?}");
+        }
+    }
+
+    /// The mapper reads messages through [`MessageView`]; it must see exactly
+    /// the segments, fields, header and PID-3 hl7-parser's tree gives.
+    #[test]
+    fn the_view_splits_exactly_as_hl7_parser() {
+        let messages = [
+            A01.to_owned(),
+            "MSH|^~\\&\rPID|\rNTE\rZZ1|||\r".to_owned(),
+            "MSH|^~\\&|\rOBX|1|ST|a^b&c~d^e||x\\F\\y| |\r".to_owned(),
+            "MSH|^~\\&||||||||ORU^R01|C|P\rOBX|1|ST|a^b&c~d^e||x\\F\\y| |\rNTE\r".to_owned(),
+            "MSH|^~\\&#|A|F|||2026||ORU^R01^ORU_R01~X^Y|C1 |P|2.7||||||8859/1~UNICODE UTF-8\nPID|||1^^^H&2.16&ISO^MR~~^^^X^PI~7^^^&u^SS||é\r\n\r\nPV1|1|I|||||||||||||||||V1~V2\t \r".to_owned(),
+            "MSH#$%!@#A#F###2026##ADT$A01#C2#P#2.5\rPID###M1$$$H@x@ISO$MR%M2$$$H$PI\rOBX#1#NM#A$B##1!S!#\r".to_owned(),
+            "MSH|^~\\&|||||||ORU^R01|C3|P|2.5.1\rOBR|1||F1^X|A^B^L\rOBX||ST|X^T^L||~one~||||||F|||20261115\rNTE|1|L|a~b\rNTE|2\r".to_owned(),
+        ];
+        for text in &messages {
+            let p = prepare(text.as_bytes(), ReadOptions::default(), Keep::All).unwrap();
+            let (msg, tree, view, spans) = match (p.parse(), p.view()) {
+                (Ok((msg, tree)), Ok((view, spans))) => (msg, tree, view, spans),
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.reason, b.reason, "{text:?}");
+                    continue;
+                }
+                (a, b) => panic!("{text:?}: {:?} vs {:?}", a.err(), b.err()),
+            };
+            assert_eq!(tree.header, spans.header, "{text:?}");
+            assert_eq!(
+                tree.patient_identifiers, spans.patient_identifiers,
+                "{text:?}"
+            );
+            let segments: Vec<_> = view.segments().collect();
+            assert_eq!(msg.segments().count(), segments.len(), "{text:?}");
+            for (s, v) in msg.segments().zip(&segments) {
+                assert_eq!(s.name, v.name, "{text:?}");
+                for n in 1..s.fields.len() + 3 {
+                    assert_eq!(
+                        s.field(n).map(|f| f.raw_value()),
+                        v.field(n),
+                        "{text:?} {} field {n}",
+                        s.name
+                    );
+                }
+            }
+            assert_eq!(
+                view.segment("PID").map(|s| s.name),
+                msg.segment("PID").map(|s| s.name)
+            );
+        }
+    }
 
     const A01: &str = "MSH|^~\\&|APP|FAC|RAPP|RFAC|20261101120000||ADT^A01^ADT_A01|CID1|P|2.5.1|||AL|NE||UNICODE UTF-8\rPID|||MRN1^^^HOSP^MR~99^^^SSA^SS||DOE^JANE\r";
 

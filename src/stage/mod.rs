@@ -17,13 +17,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::Value;
 
 use crate::avro::{self, FhirSchemas};
 use crate::intake::headers as h;
 use crate::log::Record;
 use crate::registry::{topic_name_subject, RegistryError, SchemaRegistry};
-use crate::transform::{Mapped, Mapper};
+use crate::transform::{Mapper, Resource};
 
 /// Provenance headers on every output record.
 pub mod headers {
@@ -221,40 +220,40 @@ impl Stage {
     /// Maps and encodes one input record. Never fails: what cannot be mapped
     /// or encoded becomes a dead letter carrying the reason (no content).
     pub fn process(&self, src: &Source<'_>) -> Outcome {
-        let resources = match self.mapper.map(src.value) {
-            Ok(Mapped::Resources(r)) => r,
-            Ok(Mapped::NoContent) => return Outcome::NoContent,
-            Err(e) => return Outcome::Dead(self.dead(src, "map", &e.reason)),
-        };
-        let count = resources.len();
-        // What every output of this input shares, built once.
-        let shared = Shared {
-            headers: provenance_base(src),
-            count: count.to_string(),
-            key: src.key,
-            timestamp_ms: now_ms(),
-        };
-        let mut out = Vec::with_capacity(count);
-        for (index, resource) in resources.iter().enumerate() {
-            match self.encode(src, &shared, resource, index) {
-                Ok(r) => out.push(r),
-                Err(reason) => return Outcome::Dead(self.dead(src, "encode", &reason)),
+        // The mapper's typed resources are encoded while they borrow the
+        // message: no JSON tree in between.
+        let mapped = self.mapper.map_with(src.value, |resources| {
+            if resources.is_empty() {
+                return Outcome::NoContent;
             }
-        }
-        Outcome::Resources(out)
+            let count = resources.len();
+            // What every output of this input shares, built once.
+            let shared = Shared {
+                headers: provenance_base(src),
+                count: count.to_string(),
+                key: src.key,
+                timestamp_ms: now_ms(),
+            };
+            let mut out = Vec::with_capacity(count);
+            for (index, resource) in resources.iter().enumerate() {
+                match self.encode(src, &shared, resource, index) {
+                    Ok(r) => out.push(r),
+                    Err(reason) => return Outcome::Dead(self.dead(src, "encode", &reason)),
+                }
+            }
+            Outcome::Resources(out)
+        });
+        mapped.unwrap_or_else(|e| Outcome::Dead(self.dead(src, "map", &e.reason)))
     }
 
     fn encode(
         &self,
         src: &Source<'_>,
         shared: &Shared<'_>,
-        resource: &Value,
+        resource: &Resource<'_>,
         index: usize,
     ) -> Result<Record, String> {
-        let kind = resource
-            .get("resourceType")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let kind = resource.resource_type();
         let (topic, id, hint) = match kind {
             "Encounter" => (
                 &self.topics.encounter,
@@ -276,7 +275,7 @@ impl Stage {
         let mut value = Vec::with_capacity(hint.load(Ordering::Relaxed) + 64);
         value.extend_from_slice(&avro::wire_header(id));
         encoder
-            .encode_into(resource, &mut value)
+            .encode_resource_into(kind, resource, &mut value)
             .map_err(|e| e.to_string())?;
         hint.store(value.len(), Ordering::Relaxed);
         let mut headers = Vec::with_capacity(shared.headers.len() + 4);
@@ -284,9 +283,7 @@ impl Stage {
         headers.push((headers::SOURCE_INDEX.into(), index.to_string()));
         headers.push((headers::SOURCE_COUNT.into(), shared.count.clone()));
         headers.push((headers::RESOURCE_TYPE.into(), kind.into()));
-        if let Some(rid) = resource.get("id").and_then(Value::as_str) {
-            headers.push((headers::RESOURCE_ID.into(), rid.into()));
-        }
+        headers.push((headers::RESOURCE_ID.into(), resource.id().into()));
         Ok(Record {
             topic: topic.clone(),
             key: shared.key.map(str::to_owned),

@@ -8,14 +8,18 @@
 
 mod datatypes;
 mod encounter;
+pub mod fhir;
 mod observation;
 pub mod tables;
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::hl7::message::{read_full, MessageHeader, ReadOptions};
 use crate::hl7::patient_key::{choose, default_priority};
+pub use fhir::Resource;
 pub use tables::Tables;
 
 /// What one message became.
@@ -62,18 +66,41 @@ impl Default for Mapper {
 pub(crate) struct Context<'a> {
     pub header: &'a MessageHeader,
     pub tables: &'a Tables,
-    pub subject: Option<Value>,
+    pub subject: Option<fhir::Reference<'a>>,
     /// `Encounter/<id>`, when the visit number identifies the encounter.
     pub encounter_reference: Option<String>,
-    pub meta: Value,
+    pub meta: fhir::Meta<'a>,
 }
 
 impl Mapper {
+    /// The message's resources as FHIR JSON.
     pub fn map(&self, raw: &[u8]) -> Result<Mapped, MapError> {
+        self.map_with(raw, |resources| {
+            if resources.is_empty() {
+                return Ok(Mapped::NoContent);
+            }
+            resources
+                .iter()
+                .map(Resource::to_json)
+                .collect::<Result<Vec<_>, _>>()
+                .map(Mapped::Resources)
+                .map_err(|_| MapError::new("a mapped resource cannot be written as JSON"))
+        })?
+    }
+
+    /// Maps one message and hands its resources (Encounter first, then
+    /// Observations in OBX order; empty for "no FHIR content") to `f`. The
+    /// resources borrow the message, so they live only for the call: what
+    /// the stage uses to encode Avro without building JSON first.
+    pub fn map_with<R>(
+        &self,
+        raw: &[u8],
+        f: impl FnOnce(&[Resource<'_>]) -> R,
+    ) -> Result<R, MapError> {
         let unreadable =
             |r: crate::hl7::Reject| MapError::new(format!("message cannot be read: {}", r.reason));
         let prepared = read_full(raw, self.read).map_err(unreadable)?;
-        let (msg, parsed) = prepared.parse().map_err(unreadable)?;
+        let (msg, parsed) = prepared.view().map_err(unreadable)?;
         let header = &parsed.header;
         let d = &header.delimiters;
         let tables = self
@@ -85,11 +112,11 @@ impl Mapper {
             &tables.patient_id_types
         };
         let subject = choose(&parsed.patient_identifiers, id_types).and_then(|cx| {
-            datatypes::identifier(&cx.raw, d, tables).map(|id| {
-                let mut r = Map::new();
-                r.insert("type".into(), Value::String("Patient".into()));
-                r.insert("identifier".into(), id);
-                Value::Object(r)
+            datatypes::identifier(&cx.raw, d, tables).map(|id| fhir::Reference {
+                reference: None,
+                type_: Some("Patient"),
+                identifier: Some(id),
+                display: None,
             })
         });
         let pv1 = msg.segment("PV1");
@@ -97,7 +124,6 @@ impl Mapper {
         // give every such encounter of the facility the same id.
         let visit = pv1
             .and_then(|s| s.field(tables.visit_number_field))
-            .map(|f| f.raw_value())
             .filter(|v| !v.trim().is_empty() && !datatypes::is_null(v));
         let encounter_id = pv1.map(|_| {
             let visit_key = visit.unwrap_or(&header.control_id);
@@ -110,22 +136,16 @@ impl Mapper {
             encounter_reference: visit
                 .and(encounter_id.as_ref())
                 .map(|eid| format!("Encounter/{eid}")),
-            meta: {
-                let mut m = Map::new();
-                m.insert("source".into(), Value::String(meta_source(header)));
-                Value::Object(m)
+            meta: fhir::Meta {
+                source: Cow::Owned(meta_source(header)),
             },
         };
         let mut out = Vec::new();
-        if let (Some(pv1), Some(id)) = (pv1, &encounter_id) {
-            out.push(encounter::map(pv1, id, &ctx)?);
+        if let (Some(pv1), Some(id)) = (&pv1, &encounter_id) {
+            out.push(Resource::Encounter(encounter::map(pv1, id, &ctx)?));
         }
-        out.extend(observation::map_all(&msg, &ctx)?);
-        Ok(if out.is_empty() {
-            Mapped::NoContent
-        } else {
-            Mapped::Resources(out)
-        })
+        observation::map_all(&msg, &ctx, &mut out)?;
+        Ok(f(&out))
     }
 }
 

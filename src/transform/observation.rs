@@ -4,74 +4,72 @@
 
 use std::borrow::Cow;
 
-use serde_json::{Map, Value};
+use serde_json::Number;
 
 use super::datatypes::{
     codeable_concept, datetime, decimal, first_part, has_text, is_null, parts, practitioner_ref,
     push_string, quantity_units, string, time,
 };
+use super::fhir::{ObsValue, Observation, Quantity, Range, Ratio, Reference, TextOnly};
 use super::{resource_id, Context, MapError};
-use crate::hl7::message::Delimiters;
+use crate::hl7::message::{Delimiters, MessageView, SegmentView};
 use crate::transform::Tables;
 
-pub(super) fn map_all(
-    msg: &hl7_parser::Message<'_>,
-    ctx: &Context<'_>,
-) -> Result<Vec<Value>, MapError> {
-    let segs: Vec<_> = msg.segments().collect();
-    let mut out = Vec::with_capacity(segs.iter().filter(|s| s.name == "OBX").count());
-    let mut ids = std::collections::HashSet::new();
-    let mut obr: Option<&hl7_parser::message::Segment<'_>> = None;
+pub(super) fn map_all<'a>(
+    msg: &'a MessageView<'a>,
+    ctx: &'a Context<'a>,
+    out: &mut Vec<super::Resource<'a>>,
+) -> Result<(), MapError> {
+    let mut segs = msg.segments().peekable();
+    let mut obr: Option<SegmentView<'a>> = None;
     let mut n_obx = 0;
-    for (i, seg) in segs.iter().enumerate() {
+    let mut notes: Vec<&'a str> = Vec::new();
+    while let Some(seg) = segs.next() {
         match seg.name {
             "OBR" => obr = Some(seg),
             "OBX" => {
                 n_obx += 1;
                 // NTEs directly after this OBX are its notes.
-                let notes: Vec<&hl7_parser::message::Field<'_>> = segs[i + 1..]
-                    .iter()
-                    .take_while(|s| s.name == "NTE")
-                    .filter_map(|s| s.field(3))
-                    .collect();
-                let mut o = map_one(seg, obr, &notes, n_obx, ctx)?;
+                notes.clear();
+                while let Some(nte) = segs.next_if(|s| s.name == "NTE") {
+                    notes.extend(nte.field(3));
+                }
+                let mut o = map_one(&seg, obr.as_ref(), &notes, n_obx, ctx)?;
                 // OBX with the same set ID, code and sub-ID in one order (senders
                 // that leave OBX-1 empty on every line of a text result) would
                 // share an id, and downstream upserts keep only the last: the
                 // repeat's position makes its id distinct, and stays deterministic.
-                if let Some(id) = o.get("id").and_then(Value::as_str) {
-                    if ids.contains(id) {
-                        let distinct = resource_id(&[id, &n_obx.to_string()]);
-                        ids.insert(distinct.clone());
-                        o["id"] = Value::String(distinct);
-                    } else {
-                        ids.insert(id.to_owned());
-                    }
+                // (The ids taken so far are those of the Observations already out.)
+                let taken = |id: &str| {
+                    out.iter()
+                        .any(|r| matches!(r, super::Resource::Observation(p) if p.id == id))
+                };
+                if taken(&o.id) {
+                    o.id = Cow::Owned(resource_id(&[&o.id, &n_obx.to_string()]));
                 }
-                out.push(o);
+                out.push(super::Resource::Observation(o));
             }
             _ => {}
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-fn map_one(
-    obx: &hl7_parser::message::Segment<'_>,
-    obr: Option<&hl7_parser::message::Segment<'_>>,
-    notes: &[&hl7_parser::message::Field<'_>],
+fn map_one<'a>(
+    obx: &SegmentView<'a>,
+    obr: Option<&SegmentView<'a>>,
+    notes: &[&'a str],
     n: usize,
-    ctx: &Context<'_>,
-) -> Result<Value, MapError> {
+    ctx: &'a Context<'a>,
+) -> Result<Observation<'a>, MapError> {
     let d = &ctx.header.delimiters;
     let t = ctx.tables;
     // As sent, repetitions included: the inputs of the resource id.
-    let field = |n: usize| obx.field(n).map(|f| f.raw_value()).unwrap_or("");
+    let field = |n: usize| obx.field(n).unwrap_or("");
     // What the mapping reads of a field that does not repeat: its first repetition.
     let first = |n: usize| {
         obx.field(n)
-            .and_then(|f| f.repeat(1))
-            .map(|r| r.raw_value())
+            .and_then(|f| f.split(d.repetition).next())
             .unwrap_or("")
     };
     let code = codeable_concept(first(3), d, t, None).ok_or_else(|| {
@@ -90,7 +88,7 @@ fn map_one(
 
     let filler = obr
         .and_then(|s| s.field(3))
-        .map(|f| first_part(f.raw_value(), d.component))
+        .map(|f| first_part(f, d.component))
         .filter(|v| !v.trim().is_empty() && !is_null(v));
     let order_key = filler.unwrap_or(&ctx.header.control_id);
     let id = resource_id(&[
@@ -102,109 +100,76 @@ fn map_one(
         field(4),
     ]);
 
-    let mut o = Map::with_capacity(16);
-    o.insert("resourceType".into(), Value::String("Observation".into()));
-    o.insert("id".into(), Value::String(id));
-    o.insert("meta".into(), ctx.meta.clone());
-    o.insert("status".into(), Value::String(status.clone()));
-    o.insert("code".into(), code);
-    if let Some(s) = &ctx.subject {
-        o.insert("subject".into(), s.clone());
-    }
-    if let Some(reference) = &ctx.encounter_reference {
-        let mut r = Map::new();
-        r.insert("reference".into(), Value::String(reference.clone()));
-        o.insert("encounter".into(), Value::Object(r));
-    }
     let tz = &t.default_timezone;
     // An invalid OBX-14 is omitted (see `datetime`), and OBR-7 used as when it is empty.
     let obr7 = obr
         .and_then(|s| s.field(7))
-        .and_then(|f| f.repeat(1))
-        .map_or("", |r| r.raw_value());
+        .and_then(|f| f.split(d.repetition).next())
+        .unwrap_or("");
     let effective =
         timestamp(first(14), "OBX-14", n, d, tz).or_else(|| timestamp(obr7, "OBR-7", n, d, tz));
-    if let Some(e) = effective {
-        o.insert("effectiveDateTime".into(), Value::String(e));
-    }
-    let performers: Vec<Value> = obx
+    let performer: Vec<Reference<'a>> = obx
         .field(16)
         .map(|f| {
-            f.repeats()
-                .filter_map(|r| practitioner_ref(r.raw_value(), d, t))
+            f.split(d.repetition)
+                .filter_map(|r| practitioner_ref(r, d, t))
                 .collect()
         })
         .unwrap_or_default();
-    if !performers.is_empty() {
-        o.insert("performer".into(), Value::Array(performers));
-    }
 
     // Repetitions with nothing left (empty, or only formatting escapes) are no values.
     let units = first(6);
-    let mut values: Vec<(&str, Value)> = obx
+    let values: Vec<ObsValue<'a>> = obx
         .field(5)
         .map(|f| {
-            f.repeats()
-                .filter_map(|r| value(&value_type, r.raw_value(), units, d, t))
+            f.split(d.repetition)
+                .filter_map(|r| value(&value_type, r, units, d, t))
                 .collect()
         })
         .unwrap_or_default();
-    match values.len() {
-        0 => {} // FHIR allows an Observation without value[x]
-        1 => {
-            let (k, v) = values.pop().expect("one value");
-            o.insert(k.into(), v);
-        }
-        _ => {
-            let code = &o["code"];
-            let components: Vec<Value> = values
-                .into_iter()
-                .map(|(k, v)| {
-                    let mut c = Map::new();
-                    c.insert("code".into(), code.clone());
-                    c.insert(k.into(), v);
-                    Value::Object(c)
-                })
-                .collect();
-            o.insert("component".into(), Value::Array(components));
-        }
-    }
-    let interpretation: Vec<Value> = obx
+    let interpretation = obx
         .field(8)
         .map(|f| {
-            f.repeats()
-                .filter_map(|r| codeable_concept(r.raw_value(), d, t, Some("0078")))
+            f.split(d.repetition)
+                .filter_map(|r| codeable_concept(r, d, t, Some("0078")))
                 .collect()
         })
         .unwrap_or_default();
-    if !interpretation.is_empty() {
-        o.insert("interpretation".into(), Value::Array(interpretation));
-    }
-    if let Some(range) = string(first(7), d) {
-        o.insert("referenceRange".into(), Value::Array(vec![text(range)]));
-    }
+    let reference_range = string(first(7), d)
+        .map(|range| vec![TextOnly { text: range }])
+        .unwrap_or_default();
     // NTE-3 repeats (FT): one note per NTE, its repetitions as lines.
-    let notes: Vec<Value> = notes
+    let note = notes
         .iter()
         .filter_map(|f| {
             let mut lines = String::new();
-            for r in f.repeats() {
-                push_string(r.raw_value(), d, "\n", &mut lines);
+            for r in f.split(d.repetition) {
+                push_string(r, d, "\n", &mut lines);
             }
-            (!lines.is_empty()).then(|| text(lines))
+            (!lines.is_empty()).then(|| TextOnly {
+                text: Cow::Owned(lines),
+            })
         })
         .collect();
-    if !notes.is_empty() {
-        o.insert("note".into(), Value::Array(notes));
-    }
-    Ok(Value::Object(o))
-}
-
-/// `{"text": text}`.
-fn text(text: String) -> Value {
-    let mut m = Map::new();
-    m.insert("text".into(), Value::String(text));
-    Value::Object(m)
+    Ok(Observation {
+        id: Cow::Owned(id),
+        meta: &ctx.meta,
+        status: Cow::Borrowed(status),
+        code,
+        subject: ctx.subject.as_ref(),
+        encounter: ctx.encounter_reference.as_deref().map(|r| Reference {
+            reference: Some(Cow::Borrowed(r)),
+            type_: None,
+            identifier: None,
+            display: None,
+        }),
+        effective_date_time: effective,
+        performer,
+        values,
+        interpretation,
+        reference_range,
+        note,
+    })
 }
 
 /// ASCII upper case, borrowed when it already is.
@@ -234,90 +199,86 @@ fn timestamp(raw: &str, field: &str, n: usize, d: &Delimiters, tz: &str) -> Opti
 /// value[x] by OBX-2. Values that do not fit their declared type are kept as
 /// valueString (with the type's text), never dropped; `None` only when
 /// nothing is left (FHIR has no empty strings).
-fn value(
+fn value<'a>(
     value_type: &str,
-    v: &str,
-    units: &str,
+    v: &'a str,
+    units: &'a str,
     d: &Delimiters,
-    t: &Tables,
-) -> Option<(&'static str, Value)> {
+    t: &'a Tables,
+) -> Option<ObsValue<'a>> {
     // Delimiters around nothing (` ^ `, `^\H\^`) are no value either.
     if !parts(v, d.component).iter().any(|c| has_text(c, d)) {
         return None;
     }
-    let text = || string(v, d).map(|s| ("valueString", Value::String(s)));
+    let text = || string(v, d).map(ObsValue::String);
     match value_type {
         "NM" => match decimal(v) {
-            Some(n) => {
-                let mut q = Map::with_capacity(5);
-                q.insert("value".into(), n);
-                quantity_units(units, d, t, &mut q);
-                Some(("valueQuantity", Value::Object(q)))
-            }
+            Some(n) => Some(ObsValue::Quantity(quantity(n, units, d, t))),
             None => text(),
         },
         "ST" | "TX" | "FT" => text(),
         "CE" | "CWE" | "CNE" | "IS" => match codeable_concept(v, d, t, None) {
-            Some(cc) => Some(("valueCodeableConcept", cc)),
+            Some(cc) => Some(ObsValue::CodeableConcept(cc)),
             None => text(),
         },
         // TS is DTM^precision: the value is TS-1.
         "DT" | "DTM" | "TS" => match datetime(first_part(v, d.component), &t.default_timezone) {
-            Some(dt) => Some(("valueDateTime", Value::String(dt))),
+            Some(dt) => Some(ObsValue::DateTime(dt)),
             None => text(),
         },
         "TM" => match time(v) {
-            Some(tm) => Some(("valueTime", Value::String(tm))),
+            Some(tm) => Some(ObsValue::Time(tm)),
             None => text(),
         },
         "NR" => {
             let p = parts(v, d.component);
             match range(decimal(p.get(0)), decimal(p.get(1)), units, d, t) {
-                Some(r) => Some(("valueRange", r)),
+                Some(r) => Some(ObsValue::Range(r)),
                 None => text(),
             }
         }
         "SN" => structured_numeric(v, units, d, t)
-            .or_else(|| sn_text(v, units, d).map(|s| ("valueString", Value::String(s)))),
+            .or_else(|| sn_text(v, units, d).map(|s| ObsValue::String(Cow::Owned(s)))),
         _ => text(),
     }
 }
 
-fn quantity(value: Value, units: &str, d: &Delimiters, t: &Tables) -> Value {
-    let mut q = Map::with_capacity(5);
-    q.insert("value".into(), value);
+fn quantity<'a>(value: Number, units: &'a str, d: &Delimiters, t: &'a Tables) -> Quantity<'a> {
+    let mut q = Quantity {
+        value,
+        unit: None,
+        system: None,
+        code: None,
+        comparator: None,
+    };
     quantity_units(units, d, t, &mut q);
-    Value::Object(q)
+    q
 }
 
-fn range(
-    low: Option<Value>,
-    high: Option<Value>,
-    units: &str,
+fn range<'a>(
+    low: Option<Number>,
+    high: Option<Number>,
+    units: &'a str,
     d: &Delimiters,
-    t: &Tables,
-) -> Option<Value> {
+    t: &'a Tables,
+) -> Option<Range<'a>> {
     if low.is_none() && high.is_none() {
         return None;
     }
-    let mut r = Map::new();
-    if let Some(l) = low {
-        r.insert("low".into(), quantity(l, units, d, t));
-    }
-    if let Some(h) = high {
-        r.insert("high".into(), quantity(h, units, d, t));
-    }
-    Some(Value::Object(r))
+    Some(Range {
+        low: low.map(|l| quantity(l, units, d, t)),
+        high: high.map(|h| quantity(h, units, d, t)),
+    })
 }
 
 /// SN (comparator ^ num1 ^ separator ^ num2), per IG SN[Quantity], SN[Range], SN[Ratio]:
 /// `^>^200` is a Quantity with comparator, `^1^-^5` a Range, `^1^:^160` a Ratio.
-fn structured_numeric(
-    v: &str,
-    units: &str,
+fn structured_numeric<'a>(
+    v: &'a str,
+    units: &'a str,
     d: &Delimiters,
-    t: &Tables,
-) -> Option<(&'static str, Value)> {
+    t: &'a Tables,
+) -> Option<ObsValue<'a>> {
     let p = parts(v, d.component);
     let (cmp, n1, sep, n2) = (p.get(0).trim(), p.get(1), p.get(2).trim(), p.get(3));
     if cmp == "<>" {
@@ -328,20 +289,22 @@ fn structured_numeric(
             let mut q = quantity(decimal(n1)?, units, d, t);
             match cmp {
                 "" | "=" => {}
-                "<" | ">" | "<=" | ">=" => q["comparator"] = Value::String(cmp.to_owned()),
+                "<" | ">" | "<=" | ">=" => q.comparator = Some(Cow::Borrowed(cmp)),
                 _ => return None,
             }
-            Some(("valueQuantity", q))
+            Some(ObsValue::Quantity(q))
         }
-        "-" if cmp.is_empty() || cmp == "=" => {
-            Some(("valueRange", range(decimal(n1), decimal(n2), units, d, t)?))
-        }
-        ":" | "/" if cmp.is_empty() || cmp == "=" => {
-            let mut r = Map::new();
-            r.insert("numerator".into(), quantity(decimal(n1)?, units, d, t));
-            r.insert("denominator".into(), quantity(decimal(n2)?, "", d, t));
-            Some(("valueRatio", Value::Object(r)))
-        }
+        "-" if cmp.is_empty() || cmp == "=" => Some(ObsValue::Range(range(
+            decimal(n1),
+            decimal(n2),
+            units,
+            d,
+            t,
+        )?)),
+        ":" | "/" if cmp.is_empty() || cmp == "=" => Some(ObsValue::Ratio(Ratio {
+            numerator: quantity(decimal(n1)?, units, d, t),
+            denominator: quantity(decimal(n2)?, "", d, t),
+        })),
         _ => None,
     }
 }

@@ -259,10 +259,50 @@ impl Tables {
     /// The system URI of v2 table `table` (e.g. "0078"): [`Self::system_uri`]
     /// of `HL7<table>`.
     pub fn table_uri(&self, table: &str) -> Option<String> {
+        self.table_uri_cow(table).map(Cow::into_owned)
+    }
+
+    /// [`Tables::table_uri`], borrowed for the tables the mapper defaults to
+    /// (it asks once per coded element, so this is on the hot path).
+    pub fn table_uri_cow(&self, table: &str) -> Option<Cow<'_, str>> {
+        const DEFAULTS: &[(&str, &str, &str)] = &[
+            (
+                "0007",
+                "HL70007",
+                "http://terminology.hl7.org/CodeSystem/v2-0007",
+            ),
+            (
+                "0023",
+                "HL70023",
+                "http://terminology.hl7.org/CodeSystem/v2-0023",
+            ),
+            (
+                "0069",
+                "HL70069",
+                "http://terminology.hl7.org/CodeSystem/v2-0069",
+            ),
+            (
+                "0078",
+                "HL70078",
+                "http://terminology.hl7.org/CodeSystem/v2-0078",
+            ),
+            (
+                "0112",
+                "HL70112",
+                "http://terminology.hl7.org/CodeSystem/v2-0112",
+            ),
+        ];
+        if let Some(&(_, name, uri)) = DEFAULTS.iter().find(|(t, _, _)| *t == table) {
+            // What `system_uri` gives for `HL7nnnn` unless the tables name it.
+            return Some(match self.coding_systems.get(name) {
+                Some(u) => Cow::Borrowed(u),
+                None => Cow::Borrowed(uri),
+            });
+        }
         let mut name = String::with_capacity(3 + table.len());
         name.push_str("HL7");
         name.push_str(table);
-        self.system_uri(&name).map(Cow::into_owned)
+        self.system_uri(&name).map(|u| Cow::Owned(u.into_owned()))
     }
 
     /// An assigning authority namespace as an identifier system URI.
