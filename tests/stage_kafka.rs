@@ -126,6 +126,20 @@ fn terminate(mut m: Member) {
     }
 }
 
+/// Raw and FHIR topics (6 partitions each) and a `serve` on the broker,
+/// with its registry endpoint: (settings, bridge, registry URL, its data dir).
+async fn serve_on(broker: &Tansu) -> (KafkaConfig, Bridge, String, tempfile::TempDir) {
+    let cfg = kafka_config(&broker.brokers()).await;
+    let outputs: Vec<String> = OUTPUTS.iter().map(|s| s.to_string()).collect();
+    hl7bridge::log::kafka::create_topics(&cfg, &outputs, 6, 1)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (bridge, registry) =
+        Bridge::serve_with_registry(dir.path(), &["--kafka-brokers", &broker.brokers()]);
+    (cfg, bridge, registry, dir)
+}
+
 fn kill(mut m: Member) {
     m.child.kill().unwrap();
     m.child.wait().unwrap();
@@ -136,14 +150,7 @@ async fn transform_on_kafka_is_exactly_once_through_sigkills_and_a_rebalance() {
     let Some(broker) = Tansu::sqlite() else {
         return;
     };
-    let cfg = kafka_config(&broker.brokers()).await;
-    let outputs: Vec<String> = OUTPUTS.iter().map(|s| s.to_string()).collect();
-    hl7bridge::log::kafka::create_topics(&cfg, &outputs, 6, 1)
-        .await
-        .unwrap();
-    let serve_dir = tempfile::tempdir().unwrap();
-    let (bridge, registry) =
-        Bridge::serve_with_registry(serve_dir.path(), &["--kafka-brokers", &broker.brokers()]);
+    let (cfg, bridge, registry, _serve_dir) = serve_on(&broker).await;
     let mut c = Client::connect(bridge.addr).await;
     for i in 0..300 {
         let m = if i % 3 == 0 {
@@ -272,14 +279,7 @@ async fn after_a_clean_stop_the_committed_offsets_are_the_next_records_to_read()
     let Some(broker) = Tansu::memory() else {
         return;
     };
-    let cfg = kafka_config(&broker.brokers()).await;
-    let outputs: Vec<String> = OUTPUTS.iter().map(|s| s.to_string()).collect();
-    hl7bridge::log::kafka::create_topics(&cfg, &outputs, 6, 1)
-        .await
-        .unwrap();
-    let serve_dir = tempfile::tempdir().unwrap();
-    let (bridge, registry) =
-        Bridge::serve_with_registry(serve_dir.path(), &["--kafka-brokers", &broker.brokers()]);
+    let (cfg, bridge, registry, _serve_dir) = serve_on(&broker).await;
     let mut c = Client::connect(bridge.addr).await;
     for i in 0..24 {
         let m = if i % 2 == 0 {
