@@ -206,6 +206,13 @@ impl KafkaStage {
         c.set("isolation.level", kafka_log::ISOLATION);
         // Partition p of every input to the same member (see the module doc).
         c.set("partition.assignment.strategy", "range");
+        // Tansu 0.6 holds every fetch for the full wait even when records are
+        // there (the default 500 ms gave a 2.4 s end-to-end p50 at 50 msg/s;
+        // 10 ms gave 14 ms). On Kafka the broker answers as soon as data
+        // arrives, so a short wait only costs idle fetches. `-X` overrides it.
+        if !self.kafka.properties.contains_key("fetch.wait.max.ms") {
+            c.set("fetch.wait.max.ms", "10");
+        }
         let ctx = StageContext {
             producer,
             revoked: Mutex::new(Vec::new()),
