@@ -247,6 +247,10 @@ fn main() {
         dump();
         return;
     }
+    if let Ok(which) = std::env::var("INTAKE_PROFILE") {
+        intake_profile(&which);
+        return;
+    }
     if let Ok(which) = std::env::var("STAGE_PROFILE") {
         let iters: usize = std::env::var("STAGE_PROFILE_ITERS")
             .ok()
@@ -273,6 +277,51 @@ fn main() {
     }
     benches();
     Criterion::default().configure_from_args().final_summary();
+}
+
+/// `INTAKE_PROFILE=<fixture file|all> [STAGE_PROFILE_ITERS=n]`: the ingest
+/// parse + route + key + headers path (`Intake::frame`, as benches/ingest.rs
+/// times it) n times inside [`intake_loop`], for callgrind like `STAGE_PROFILE`.
+fn intake_profile(which: &str) {
+    use hl7bridge::intake::{Intake, IntakeConfig, Origin};
+    let iters: usize = std::env::var("STAGE_PROFILE_ITERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
+    let intake = Intake::new(IntakeConfig::default());
+    let origin = Origin {
+        listener: "127.0.0.1:2575".into(),
+        peer: "127.0.0.1:40000".into(),
+        received_at: time::OffsetDateTime::UNIX_EPOCH,
+    };
+    for name in ["adt_a01_v251.hl7", "bench/adt_a01.hl7", "oru_r01_20obx.hl7"] {
+        if which != "all" && which != name {
+            continue;
+        }
+        let raw = bytes::Bytes::from(
+            std::fs::read(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap(),
+        );
+        black_box(intake.frame(raw.clone(), &origin));
+        let t = std::time::Instant::now();
+        intake_loop(&intake, &raw, &origin, iters);
+        let el = t.elapsed();
+        println!(
+            "{name}: {iters} msgs in {el:?}: {:.2} us/msg",
+            el.as_secs_f64() * 1e6 / iters as f64
+        );
+    }
+}
+
+#[inline(never)]
+fn intake_loop(
+    intake: &hl7bridge::intake::Intake,
+    raw: &bytes::Bytes,
+    origin: &hl7bridge::intake::Origin,
+    iters: usize,
+) {
+    for _ in 0..iters {
+        black_box(intake.frame(black_box(raw.clone()), origin));
+    }
 }
 
 #[inline(never)]

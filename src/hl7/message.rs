@@ -5,7 +5,13 @@
 //! no blank lines, MSH-2 reduced to the four classic delimiters), and the
 //! reader checks that every line was consumed. A message that does not parse
 //! completely is rejected, never half-read. The stored record keeps the exact
-//! bytes received; the copy exists only to be read.
+//! bytes received; the copy exists only to be read, and is not made when the
+//! bytes already are in that normal form (the usual case).
+//! The bridge itself splits with [`MessageView`], which gives hl7-parser's
+//! fields without its per-field allocations; hl7-parser remains the reference
+//! the view is tested against.
+
+use std::borrow::Cow;
 
 use hl7_parser::Message;
 
@@ -132,34 +138,42 @@ pub fn read_header_only(raw: &[u8], opts: ReadOptions) -> Option<MessageHeader> 
         .unwrap_or(Charset::Ascii);
     let (text, _) = charset.decode(line, opts.charset_fallback).ok()?;
     let (delims, normalised) = normalise_msh(&text).ok()?;
-    let msg = Message::parse(&normalised).ok()?;
-    msg.segment("MSH")
-        .map(|msh| header_from(|n| msh.field(n).map(|f| f.raw_value()), delims))
+    // The same split as hl7-parser's (see `the_view_splits_exactly_as_hl7_parser`)
+    // without building its tree: this runs for every rejected message.
+    let view = MessageView::new(&normalised, &delims);
+    view.segment("MSH")
+        .map(|msh| header_from(|n| msh.field(n), delims))
 }
 
 /// A message decoded and normalised for hl7-parser: every line has been
-/// checked to be a segment. Parse it once with [`Prepared::parse`].
+/// checked to be a segment. Parse it once with [`Prepared::parse`] or
+/// [`Prepared::view`].
 #[derive(Debug, Clone)]
-pub struct Prepared {
-    pub text: String,
+pub struct Prepared<'a> {
+    /// Borrows the received bytes when they already are in normal form
+    /// (UTF-8/ASCII, CR-separated, no blank lines): the common case, so
+    /// reading a message does not copy it.
+    pub text: Cow<'a, str>,
     pub delimiters: Delimiters,
     pub charset: Charset,
 }
 
 /// Prepares a whole message (every segment kept), for stages that need all of
 /// it (the FHIR transform). The caller parses it once with [`Prepared::parse`].
-pub fn read_full(raw: &[u8], opts: ReadOptions) -> Result<Prepared, Reject> {
+pub fn read_full(raw: &[u8], opts: ReadOptions) -> Result<Prepared<'_>, Reject> {
     prepare(raw, opts, Keep::All)
 }
 
-/// Reads a whole message: decode, normalise, parse, extract MSH and PID-3.
+/// Reads a whole message: decode, normalise, split, extract MSH and PID-3.
 ///
-/// Every line is checked to be a segment, but only MSH and PID are parsed
+/// Every line is checked to be a segment, but only MSH and PID are split
 /// into fields: they are all routing and keying need, and a segment whose
 /// line passes the check always parses (hl7-parser accepts any field content).
+/// The split is [`MessageView`]'s, which gives exactly hl7-parser's fields
+/// (`the_view_splits_exactly_as_hl7_parser`) without allocating its tree.
 pub fn read(raw: &[u8], opts: ReadOptions) -> Result<ParsedMessage, Reject> {
     prepare(raw, opts, Keep::HeaderAndPatient)?
-        .parse()
+        .view()
         .map(|(_, m)| m)
 }
 
@@ -171,7 +185,7 @@ enum Keep {
 }
 
 /// Decodes the charset and normalises separators and MSH-2.
-fn prepare(raw: &[u8], opts: ReadOptions, keep: Keep) -> Result<Prepared, Reject> {
+fn prepare(raw: &[u8], opts: ReadOptions, keep: Keep) -> Result<Prepared<'_>, Reject> {
     let raw = strip_bom(raw);
     if !raw.starts_with(b"MSH") {
         return Err(Reject::new(
@@ -191,14 +205,23 @@ fn prepare(raw: &[u8], opts: ReadOptions, keep: Keep) -> Result<Prepared, Reject
         .decode(raw, opts.charset_fallback)
         .map_err(charset_reject)?;
     let normalised = normalise(&text, keep)?;
+    let text = match (text, normalised.text) {
+        (_, Text::Owned(o)) => Cow::Owned(o),
+        (Cow::Borrowed(t), Text::Span(r)) => Cow::Borrowed(t.get(r).unwrap_or_default()),
+        (Cow::Owned(mut t), Text::Span(r)) => {
+            t.truncate(r.end);
+            t.drain(..r.start);
+            Cow::Owned(t)
+        }
+    };
     Ok(Prepared {
-        text: normalised.text,
+        text,
         delimiters: normalised.delimiters,
         charset,
     })
 }
 
-impl Prepared {
+impl Prepared<'_> {
     /// Parses the prepared text: the tree, plus the MSH fields and PID-3
     /// identifiers routing and keying need.
     pub fn parse(&self) -> Result<(Message<'_>, ParsedMessage), Reject> {
@@ -281,22 +304,26 @@ impl Prepared {
 /// PID-3's repetitions with an ID (CX-1), as hl7-parser splits them.
 fn patient_identifiers(pid3: &str, d: &Delimiters) -> Vec<PatientIdentifier> {
     pid3.split(d.repetition)
-        .map(|r| {
-            let comp = |n: usize| r.split(d.component).nth(n - 1);
-            let sub = |n: usize, s: usize| {
-                comp(n)
-                    .and_then(|c| c.split(d.subcomponent).nth(s - 1))
-                    .unwrap_or("")
-            };
-            PatientIdentifier {
-                raw: r.to_owned(),
-                id: comp(1).unwrap_or("").to_owned(),
-                authority_namespace: sub(4, 1).to_owned(),
-                authority_universal_id: sub(4, 2).to_owned(),
-                type_code: comp(5).unwrap_or("").to_owned(),
+        .filter_map(|r| {
+            // CX-1..CX-5 from one split (a missing component reads as "").
+            let mut comp = [""; 5];
+            for (slot, c) in comp.iter_mut().zip(r.split(d.component)) {
+                *slot = c;
             }
+            let [id, _, _, authority, type_code] = comp;
+            // Repetitions without an ID are skipped before anything is copied.
+            if id.is_empty() {
+                return None;
+            }
+            let mut hd = authority.split(d.subcomponent);
+            Some(PatientIdentifier {
+                raw: r.to_owned(),
+                id: id.to_owned(),
+                authority_namespace: hd.next().unwrap_or("").to_owned(),
+                authority_universal_id: hd.next().unwrap_or("").to_owned(),
+                type_code: type_code.to_owned(),
+            })
         })
-        .filter(|cx| !cx.id.is_empty())
         .collect()
 }
 
@@ -413,46 +440,80 @@ fn msh18_from_raw(line: &[u8]) -> Option<String> {
 }
 
 struct Normalised {
-    text: String,
+    text: Text,
     delimiters: Delimiters,
 }
 
-/// `text.split(['\r', '\n'])`, scanning bytes rather than decoding chars
-/// (both are ASCII, so every split point is a char boundary).
-fn split_lines(text: &str) -> impl Iterator<Item = &str> {
-    let mut rest = Some(text);
+/// The normalised text: a range of the input when that already is the normal
+/// form, else a copy.
+enum Text {
+    Span(std::ops::Range<usize>),
+    Owned(String),
+}
+
+/// `text.split(['\r', '\n'])` with each line's byte offset, scanning bytes
+/// rather than decoding chars (both are ASCII, so every split point is a
+/// char boundary).
+fn split_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut rest = Some((0, text));
     std::iter::from_fn(move || {
-        let r = rest?;
-        match r.bytes().position(|b| b == b'\r' || b == b'\n') {
+        let (at, r) = rest?;
+        match find_eol(r.as_bytes()) {
             Some(i) => {
-                rest = r.get(i + 1..);
-                r.get(..i)
+                rest = r.get(i + 1..).map(|t| (at + i + 1, t));
+                r.get(..i).map(|l| (at, l))
             }
             None => rest.take(),
         }
     })
 }
 
+/// The first CR or LF in `b`. Segments are tens to hundreds of bytes, so
+/// this tests 8 bytes per step (a byte equals `c` when `x ^ c` has a zero
+/// byte), rather than one: it is the scan over every byte of every message.
+fn find_eol(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let mut chunks = b.chunks_exact(8);
+    let mut at = 0;
+    for c in chunks.by_ref() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let x = u64::from_le_bytes(w);
+        if has_zero(x ^ (ONES * u64::from(b'\r'))) || has_zero(x ^ (ONES * u64::from(b'\n'))) {
+            break;
+        }
+        at += 8;
+    }
+    b.get(at..)?
+        .iter()
+        .position(|&c| c == b'\r' || c == b'\n')
+        .map(|i| at + i)
+}
+
 /// Normalises the parse copy; see the module doc for why. Every line is
 /// checked; with `Keep::HeaderAndPatient` only MSH and the first PID are kept.
 fn normalise(text: &str, keep: Keep) -> Result<Normalised, Reject> {
-    let mut lines = split_lines(text).filter(|l| !l.trim().is_empty());
-    let msh = lines.next().ok_or_else(|| {
+    let mut lines = split_lines(text).filter(|(_, l)| !l.trim().is_empty());
+    let (msh_at, msh) = lines.next().ok_or_else(|| {
         Reject::new(
             ErrorCode::SegmentSequence,
             "message does not start with an MSH segment",
         )
     })?;
     let (delimiters, msh_line) = normalise_msh(msh)?;
-    let mut out = String::with_capacity(if keep == Keep::All {
-        text.len() + 8
-    } else {
-        512
-    });
-    out.push_str(&msh_line);
+    // While every kept line is the input's next line verbatim, after a
+    // single CR, the output is `text[msh_at..end]`: nothing is copied until
+    // a line differs (then everything so far is copied once).
+    let mut out: Option<String> = None;
+    let mut end = msh_at + msh.len();
+    if let Cow::Owned(m) = msh_line {
+        out = Some(with_capacity_for(text, keep, m));
+    }
     let mut have_pid = false;
-    for (i, line) in lines.enumerate() {
-        let line = line.trim_end_matches([' ', '\t']);
+    for (i, (at, raw_line)) in lines.enumerate() {
+        let line = raw_line.trim_end_matches([' ', '\t']);
         let name_ok = line.len() >= 3
             && line.as_bytes()[..3]
                 .iter()
@@ -470,6 +531,22 @@ fn normalise(text: &str, keep: Keep) -> Result<Normalised, Reject> {
             }
             have_pid = true;
         }
+        let verbatim = out.is_none()
+            && at == end + 1
+            && text.as_bytes().get(end) == Some(&b'\r')
+            && line.len() == raw_line.len()
+            && line.len() != 3;
+        if verbatim {
+            end = at + line.len();
+            continue;
+        }
+        let out = out.get_or_insert_with(|| {
+            with_capacity_for(
+                text,
+                keep,
+                text.get(msh_at..end).unwrap_or_default().to_owned(),
+            )
+        });
         out.push('\r');
         out.push_str(line);
         if line.len() == 3 {
@@ -478,14 +555,28 @@ fn normalise(text: &str, keep: Keep) -> Result<Normalised, Reject> {
         }
     }
     Ok(Normalised {
-        text: out,
+        text: match out {
+            Some(o) => Text::Owned(o),
+            None => Text::Span(msh_at..end),
+        },
         delimiters,
     })
 }
 
+/// `start` with room for the rest of the normalised copy.
+fn with_capacity_for(text: &str, keep: Keep, mut start: String) -> String {
+    let want = if keep == Keep::All {
+        text.len() + 8
+    } else {
+        512
+    };
+    start.reserve(want.saturating_sub(start.len()));
+    start
+}
+
 /// Validates MSH-1/MSH-2 and returns the delimiters plus an MSH line with a
 /// 4-character MSH-2 (the v2.7+ truncation character is dropped for parsing).
-fn normalise_msh(line: &str) -> Result<(Delimiters, String), Reject> {
+fn normalise_msh(line: &str) -> Result<(Delimiters, Cow<'_, str>), Reject> {
     let bad = || {
         Reject::new(
             ErrorCode::DataType,
@@ -494,15 +585,18 @@ fn normalise_msh(line: &str) -> Result<(Delimiters, String), Reject> {
         .at_field("MSH", 2)
     };
     let line = line.trim_end_matches(['\r', '\n']);
-    let mut chars = line.chars();
-    if chars.by_ref().take(3).collect::<String>() != "MSH" {
+    let Some(after_name) = line.strip_prefix("MSH") else {
         return Err(Reject::new(
             ErrorCode::SegmentSequence,
             "message does not start with an MSH segment",
         ));
-    }
+    };
+    let mut chars = after_name.chars();
     let field = chars.next().ok_or_else(bad)?;
-    let enc: String = chars.by_ref().take_while(|&c| c != field).collect();
+    let enc_len: usize = chars.take_while(|&c| c != field).map(char::len_utf8).sum();
+    let enc = after_name
+        .get(field.len_utf8()..field.len_utf8() + enc_len)
+        .ok_or_else(bad)?;
     let usable = |c: char| {
         c.is_ascii() && !c.is_ascii_alphanumeric() && !c.is_ascii_whitespace() && c != field
     };
@@ -514,28 +608,30 @@ fn normalise_msh(line: &str) -> Result<(Delimiters, String), Reject> {
     {
         return Err(bad());
     }
-    let e: Vec<char> = enc.chars().collect();
-    let mut distinct = e.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if distinct.len() != e.len() {
+    // ASCII (checked above), 4 or 5 of them: compare as bytes, no allocation.
+    let e = enc.as_bytes();
+    if (1..e.len()).any(|i| e[..i].contains(&e[i])) {
         return Err(bad());
     }
+    let c = |i: usize| char::from(e[i]);
     let delimiters = Delimiters {
         field,
-        component: e[0],
-        repetition: e[1],
-        escape: e[2],
-        subcomponent: e[3],
-        encoding_characters: enc.clone(),
+        component: c(0),
+        repetition: c(1),
+        escape: c(2),
+        subcomponent: c(3),
+        encoding_characters: enc.to_owned(),
     };
+    if e.len() == 4 {
+        return Ok((delimiters, Cow::Borrowed(line)));
+    }
     let rest = &line[4 + enc.len()..];
     let mut msh = String::with_capacity(line.len());
     msh.push_str("MSH");
     msh.push(field);
-    msh.extend(&e[..4]);
+    msh.push_str(&enc[..4]);
     msh.push_str(rest);
-    Ok((delimiters, msh))
+    Ok((delimiters, Cow::Owned(msh)))
 }
 
 /// The header from MSH field accessors (`msh_field(n)`: field `n` as sent),
@@ -578,8 +674,20 @@ mod tests {
 
     #[test]
     fn lines_split_as_str_split_does() {
-        for t in ["", "\r", "a\rb", "a\r\nb\n", "\n\né\r", "x"] {
-            let ours: Vec<_> = split_lines(t).collect();
+        for t in [
+            "",
+            "\r",
+            "a\rb",
+            "a\r\nb\n",
+            "\n\né\r",
+            "x",
+            "MSH|^~\\&|0123456789abcdef\rPID|é\n0123456789\r\n\r\n",
+            "0123456\r01234567\n012345678",
+        ] {
+            let ours: Vec<_> = split_lines(t).map(|(_, l)| l).collect();
+            for (at, l) in split_lines(t) {
+                assert_eq!(t.get(at..at + l.len()), Some(l), "{t:?}");
+            }
             let std: Vec<_> = t.split(['\r', '\n']).collect();
             assert_eq!(ours, std, "{t:?}");
         }

@@ -228,7 +228,7 @@ impl Stage {
             }
             let count = resources.len();
             // What every output of this input shares, built once.
-            let shared = Shared {
+            let mut shared = Shared {
                 headers: provenance_base(src),
                 count: count.to_string(),
                 key: src.key,
@@ -236,7 +236,17 @@ impl Stage {
             };
             let mut out = Vec::with_capacity(count);
             for (index, resource) in resources.iter().enumerate() {
-                match self.encode(src, &shared, resource, index) {
+                // `Record.headers` owns its strings, so each output needs its
+                // own copy; the last one takes the shared vector instead (it
+                // was built with room for the per-output headers).
+                let base = if index + 1 == count {
+                    std::mem::take(&mut shared.headers)
+                } else {
+                    let mut v = Vec::with_capacity(shared.headers.len() + 4);
+                    v.extend(shared.headers.iter().cloned());
+                    v
+                };
+                match self.encode(src, &shared, base, resource, index) {
                     Ok(r) => out.push(r),
                     Err(reason) => return Outcome::Dead(self.dead(src, "encode", &reason)),
                 }
@@ -250,6 +260,7 @@ impl Stage {
         &self,
         src: &Source<'_>,
         shared: &Shared<'_>,
+        mut headers: Vec<(String, String)>,
         resource: &Resource<'_>,
         index: usize,
     ) -> Result<Record, String> {
@@ -278,8 +289,6 @@ impl Stage {
             .encode_resource_into(kind, resource, &mut value)
             .map_err(|e| e.to_string())?;
         hint.store(value.len(), Ordering::Relaxed);
-        let mut headers = Vec::with_capacity(shared.headers.len() + 4);
-        headers.extend(shared.headers.iter().cloned());
         headers.push((headers::SOURCE_INDEX.into(), index.to_string()));
         headers.push((headers::SOURCE_COUNT.into(), shared.count.clone()));
         headers.push((headers::RESOURCE_TYPE.into(), kind.into()));
@@ -320,7 +329,8 @@ impl Stage {
 
 /// What every output of one input record shares.
 struct Shared<'a> {
-    /// [`provenance_base`]: carried headers, source topic, partition, offset.
+    /// [`provenance_base`]: carried headers, source topic, partition, offset
+    /// (taken by the last output).
     headers: Vec<(String, String)>,
     count: String,
     key: Option<&'a str>,

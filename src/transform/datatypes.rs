@@ -47,16 +47,45 @@ impl<'a> Parts<'a> {
 pub fn parts(v: &str, sep: char) -> Parts<'_> {
     let mut first = [""; KEPT];
     let mut n = 0;
-    for (slot, p) in first.iter_mut().zip(v.split(sep)) {
-        *slot = p;
-        n += 1;
+    match u8::try_from(sep) {
+        // Delimiters are ASCII (checked when MSH is read): one byte loop over
+        // a short value is much cheaper than `str::split`'s searcher per part,
+        // and an ASCII byte is always a char boundary.
+        Ok(s) if s.is_ascii() => {
+            let mut start = 0;
+            for (i, &b) in v.as_bytes().iter().enumerate() {
+                if b == s {
+                    first[n] = v.get(start..i).unwrap_or("");
+                    n += 1;
+                    start = i + 1;
+                    if n == KEPT {
+                        // More follow: `get` splits again for those.
+                        return Parts { v, sep, first, n };
+                    }
+                }
+            }
+            first[n] = v.get(start..).unwrap_or("");
+            n += 1;
+        }
+        _ => {
+            for (slot, p) in first.iter_mut().zip(v.split(sep)) {
+                *slot = p;
+                n += 1;
+            }
+        }
     }
     Parts { v, sep, first, n }
 }
 
 /// The first part (what `parts(v, sep).get(0)` is), e.g. TS-1 of a TS.
 pub fn first_part(v: &str, sep: char) -> &str {
-    v.split(sep).next().unwrap_or("")
+    match u8::try_from(sep) {
+        Ok(s) if s.is_ascii() => match v.bytes().position(|b| b == s) {
+            Some(i) => v.get(..i).unwrap_or(""),
+            None => v,
+        },
+        _ => v.split(sep).next().unwrap_or(""),
+    }
 }
 
 /// Decodes v2 escape sequences (\F\ \S\ \T\ \R\ \E\, \.br\ and \X..\ hex);
@@ -619,6 +648,34 @@ pub fn location_ref<'a>(v: &'a str, d: &Delimiters) -> Option<Reference<'a>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parts_split_as_str_split_does() {
+        let long = "a^".repeat(20);
+        for v in [
+            "",
+            "^",
+            "a",
+            "a^b",
+            "^^x^",
+            "é^ü^",
+            &long,
+            &long[..31],
+            &long[..32],
+            &long[..33],
+        ] {
+            for sep in ['^', 'é'] {
+                let std: Vec<&str> = v.split(sep).collect();
+                let p = super::parts(v, sep);
+                for (i, want) in std.iter().enumerate() {
+                    assert_eq!(p.get(i), *want, "{v:?} {i}");
+                }
+                assert_eq!(p.get(std.len()), "", "{v:?}");
+                assert_eq!(p.get(std.len() + 20), "", "{v:?}");
+                assert_eq!(super::first_part(v, sep), std[0], "{v:?}");
+            }
+        }
+    }
+
     use super::*;
     use serde_json::{json, Value};
 

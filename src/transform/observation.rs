@@ -24,6 +24,23 @@ pub(super) fn map_all<'a>(
     let mut obr: Option<SegmentView<'a>> = None;
     let mut n_obx = 0;
     let mut notes: Vec<&'a str> = Vec::new();
+    // The first 8 bytes of every Observation id in `out` (ids are hex
+    // digests): only a prefix match needs the full comparison below, so
+    // checking for a repeat stays cheap for messages with many OBX.
+    let prefix = |id: &str| {
+        let mut p = [0u8; 8];
+        for (d, s) in p.iter_mut().zip(id.bytes()) {
+            *d = s;
+        }
+        u64::from_le_bytes(p)
+    };
+    let mut prefixes: Vec<u64> = out
+        .iter()
+        .filter_map(|r| match r {
+            super::Resource::Observation(p) => Some(prefix(&p.id)),
+            _ => None,
+        })
+        .collect();
     while let Some(seg) = segs.next() {
         match seg.name {
             "OBR" => obr = Some(seg),
@@ -44,9 +61,10 @@ pub(super) fn map_all<'a>(
                     out.iter()
                         .any(|r| matches!(r, super::Resource::Observation(p) if p.id == id))
                 };
-                if taken(&o.id) {
+                if prefixes.contains(&prefix(&o.id)) && taken(&o.id) {
                     o.id = Cow::Owned(resource_id(&[&o.id, &n_obx.to_string()]));
                 }
+                prefixes.push(prefix(&o.id));
                 out.push(super::Resource::Observation(o));
             }
             _ => {}
