@@ -16,6 +16,8 @@
 pub mod avro;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hl7;
 pub mod intake;
 pub mod internal_events;

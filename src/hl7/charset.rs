@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use encoding_rs::Encoding;
+use encoding_rs::{EncoderResult, Encoding};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Charset {
@@ -113,9 +113,29 @@ impl Charset {
                 .chars()
                 .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
                 .collect(),
+            // Not `Encoding::encode`: it writes unmappable characters as
+            // HTML references (`&#854;`), putting `&` and `#` (HL7
+            // delimiters) into an ACK; this is reachable in a batch whose
+            // messages declare different charsets.
             Charset::Other(enc) => {
-                let (bytes, _, _) = enc.encode(text);
-                bytes.into_owned()
+                let mut encoder = enc.new_encoder();
+                let mut out = Vec::new();
+                let mut rest = text;
+                loop {
+                    out.reserve(
+                        encoder
+                            .max_buffer_length_from_utf8_without_replacement(rest.len())
+                            .unwrap_or(rest.len().saturating_mul(4).saturating_add(16)),
+                    );
+                    let (result, read) =
+                        encoder.encode_from_utf8_to_vec_without_replacement(rest, &mut out, true);
+                    rest = &rest[read..];
+                    match result {
+                        EncoderResult::InputEmpty => break out,
+                        EncoderResult::Unmappable(_) => out.push(b'?'),
+                        EncoderResult::OutputFull => {}
+                    }
+                }
             }
         }
     }
@@ -147,6 +167,16 @@ mod tests {
             Charset::from_msh18("UNICODE UTF-16"),
             Err(CharsetError::Unsupported)
         );
+    }
+
+    #[test]
+    fn unmappable_characters_encode_as_question_marks_not_html_references() {
+        let cp1252 = Charset::from_msh18("WINDOWS-1252").unwrap();
+        // U+0356 has no windows-1252 byte; encoding_rs would write "&#854;".
+        assert_eq!(cp1252.encode("FX\u{356}sh|\u{e9}"), b"FX?sh|\xe9");
+        let gb = Charset::from_msh18("GB 18030-2000").unwrap();
+        let text = "MSA|AA|\u{4e2d}\u{6587}";
+        assert_eq!(gb.decode(&gb.encode(text), None).unwrap().0, text);
     }
 
     #[test]

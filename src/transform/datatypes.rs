@@ -563,7 +563,6 @@ pub fn identifier<'a>(v: &'a str, d: &Delimiters, t: &Tables) -> Option<Identifi
             .map(|ty| concept_of("http://terminology.hl7.org/CodeSystem/v2-0203", ty, None)),
         system,
         value,
-        type_last: false,
     })
 }
 
@@ -617,7 +616,6 @@ pub fn practitioner_ref<'a>(v: &'a str, d: &Delimiters, t: &Tables) -> Option<Re
             type_: None,
             system: string(auth, d).map(|ns| Cow::Owned(t.authority_uri(&ns))),
             value: id,
-            type_last: false,
         }
     });
     Some(Reference {

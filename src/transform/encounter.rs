@@ -55,7 +55,6 @@ pub(super) fn map<'a>(
 
     let visit = identifier(field(t.visit_number_field), d, t).map(|mut v| {
         // The visit number (PV1-19, or PV1-50 by mapping rule) is type VN whatever CX-5 says.
-        v.type_last = v.type_.is_none();
         v.type_ = Some(concept_of(
             "http://terminology.hl7.org/CodeSystem/v2-0203",
             Cow::Borrowed("VN"),

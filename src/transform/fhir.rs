@@ -36,32 +36,15 @@ pub struct CodeableConcept<'a> {
     pub text: Option<Text<'a>>,
 }
 
-#[derive(Debug, Clone)]
+/// Members in schema order (`type`, `system`, `value`), so Avro → JSON
+/// gives back the same text.
+#[derive(Debug, Clone, Serialize)]
 pub struct Identifier<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_: Option<CodeableConcept<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub system: Option<Text<'a>>,
     pub value: Text<'a>,
-    /// `type` after `value`: the visit number's type is set after the rest
-    /// when CX-5 was empty, and the JSON has always listed it last then.
-    pub type_last: bool,
-}
-
-impl Serialize for Identifier<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut i = s.serialize_struct("Identifier", 3)?;
-        let ty = self.type_.as_ref();
-        if let Some(ty) = ty.filter(|_| !self.type_last) {
-            i.serialize_field("type", ty)?;
-        }
-        if let Some(system) = &self.system {
-            i.serialize_field("system", system)?;
-        }
-        i.serialize_field("value", &self.value)?;
-        if let Some(ty) = ty.filter(|_| self.type_last) {
-            i.serialize_field("type", ty)?;
-        }
-        i.end()
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]
