@@ -56,7 +56,7 @@ fn intake(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("intake");
     g.throughput(Throughput::Elements(1));
-    for name in ["adt_a01_v251.hl7", "oru_r01_20obx.hl7"] {
+    for name in ["adt_a01_v251.hl7", "bench/adt_a01.hl7", "oru_r01_20obx.hl7"] {
         let raw = Bytes::from(
             std::fs::read(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap(),
         );
@@ -89,14 +89,16 @@ fn store(c: &mut Criterion) {
     g.bench_function("single (one fsync per message)", |b| {
         b.to_async(&rt).iter(|| log.append(vec![record.clone()]))
     });
-    // 64 concurrent appends, as from 64 connections: they share commits.
-    g.throughput(Throughput::Elements(64));
-    g.bench_function("group_commit (64 concurrent appends)", |b| {
-        b.to_async(&rt).iter(|| {
-            let futs: Vec<_> = (0..64).map(|_| log.append(vec![record.clone()])).collect();
-            futures::future::join_all(futs)
-        })
-    });
+    // 8 and 64 concurrent appends, as from 8 or 64 connections: they share commits.
+    for n in [8, 64] {
+        g.throughput(Throughput::Elements(n));
+        g.bench_function(format!("group_commit ({n} concurrent appends)"), |b| {
+            b.to_async(&rt).iter(|| {
+                let futs: Vec<_> = (0..n).map(|_| log.append(vec![record.clone()])).collect();
+                futures::future::join_all(futs)
+            })
+        });
+    }
     g.finish();
 }
 
