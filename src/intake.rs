@@ -276,16 +276,7 @@ impl Intake {
             Ok(p) => p,
             Err(reject) => {
                 let header = read_header_only(&raw, self.cfg.read);
-                let record =
-                    self.dead_letter(raw, header.as_ref(), Charset::Ascii, &reject, origin);
-                return (
-                    record,
-                    Item {
-                        header,
-                        charset: Charset::Ascii,
-                        verdict: Err(reject),
-                    },
-                );
+                return self.rejected(raw, header, Charset::Ascii, reject, origin);
             }
         };
         // Who may send as which facility is checked before anything else
@@ -298,16 +289,7 @@ impl Intake {
         });
         if !allowed {
             let reject = facility_not_allowed();
-            let record =
-                self.dead_letter(raw, Some(&parsed.header), parsed.charset, &reject, origin);
-            return (
-                record,
-                Item {
-                    header: Some(parsed.header),
-                    charset: parsed.charset,
-                    verdict: Err(reject),
-                },
-            );
+            return self.rejected(raw, Some(parsed.header), parsed.charset, reject, origin);
         }
         let Some(topic) = self.route(&parsed.header.message_type) else {
             let reject = Reject::new(
@@ -315,16 +297,7 @@ impl Intake {
                 "message type is not accepted by this bridge",
             )
             .at_field("MSH", 9);
-            let record =
-                self.dead_letter(raw, Some(&parsed.header), parsed.charset, &reject, origin);
-            return (
-                record,
-                Item {
-                    header: Some(parsed.header),
-                    charset: parsed.charset,
-                    verdict: Err(reject),
-                },
-            );
+            return self.rejected(raw, Some(parsed.header), parsed.charset, reject, origin);
         };
         let key = patient_key(&parsed.patient_identifiers, &self.cfg.patient_id_types);
         let mut hs = record_headers(Some(&parsed.header), parsed.charset, origin);
@@ -363,6 +336,25 @@ impl Intake {
             .then_some(t)
             .filter(|t| !t.is_empty() && t != "dlq" && t.bytes().all(|b| b.is_ascii_alphanumeric()))
             .map(|t| format!("{}{t}", self.cfg.topic_prefix))
+    }
+
+    /// A message that will not be accepted: its dead-letter record, and the
+    /// item that answers it with AR/CR.
+    fn rejected(
+        &self,
+        raw: Bytes,
+        header: Option<MessageHeader>,
+        charset: Charset,
+        reject: Reject,
+        origin: &Origin,
+    ) -> (Record, Item) {
+        let record = self.dead_letter(raw, header.as_ref(), charset, &reject, origin);
+        let item = Item {
+            header,
+            charset,
+            verdict: Err(reject),
+        };
+        (record, item)
     }
 
     fn dead_letter(
