@@ -171,24 +171,7 @@ impl Client {
 
     /// Reads one MLLP frame; None on EOF or after `wait` without a frame.
     pub async fn recv_within(&mut self, wait: Duration) -> Option<Vec<u8>> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            if let Some(start) = self.buf.iter().position(|&b| b == mllp::START) {
-                if let Some(end) = self.buf[start..]
-                    .windows(2)
-                    .position(|w| w == [mllp::END, mllp::TRAILER])
-                {
-                    let payload = self.buf[start + 1..start + end].to_vec();
-                    self.buf.drain(..start + end + 2);
-                    return Some(payload);
-                }
-            }
-            let mut chunk = [0u8; 8192];
-            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
-                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
+        read_frame(&mut self.stream, &mut self.buf, wait).await
     }
 
     pub async fn recv(&mut self) -> Vec<u8> {
@@ -292,3 +275,30 @@ pub fn oru(control_id: &str, mrn: &str, obx: usize) -> Vec<u8> {
 }
 pub mod secure;
 pub mod stage;
+
+/// Reads one MLLP frame from `stream`, keeping unread bytes in `buf`;
+/// None on EOF, error, or nothing within `wait`. For TCP and TLS clients alike.
+pub async fn read_frame<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    wait: Duration,
+) -> Option<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(start) = buf.iter().position(|&b| b == mllp::START) {
+            if let Some(end) = buf[start..]
+                .windows(2)
+                .position(|w| w == [mllp::END, mllp::TRAILER])
+            {
+                let payload = buf[start + 1..start + end].to_vec();
+                buf.drain(..start + end + 2);
+                return Some(payload);
+            }
+        }
+        let mut chunk = [0u8; 8192];
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}

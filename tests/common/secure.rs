@@ -182,24 +182,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamClient<S> {
 
     /// One MLLP frame; None on EOF, error, or nothing within `wait`.
     pub async fn recv_within(&mut self, wait: Duration) -> Option<Vec<u8>> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            if let Some(start) = self.buf.iter().position(|&b| b == mllp::START) {
-                if let Some(end) = self.buf[start..]
-                    .windows(2)
-                    .position(|w| w == [mllp::END, mllp::TRAILER])
-                {
-                    let payload = self.buf[start + 1..start + end].to_vec();
-                    self.buf.drain(..start + end + 2);
-                    return Some(payload);
-                }
-            }
-            let mut chunk = [0u8; 8192];
-            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
-                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
+        super::read_frame(&mut self.stream, &mut self.buf, wait).await
     }
 
     pub async fn roundtrip(&mut self, payload: &[u8]) -> Option<super::Ack> {
