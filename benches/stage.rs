@@ -6,6 +6,9 @@
 //! Run: `cargo bench --bench stage`. Throughput is reported per element
 //! (messages/s) and, in the `*_bytes` groups, per input byte (MB/s).
 
+#[path = "../tests/common/synthetic.rs"]
+mod synthetic;
+
 use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, Criterion, Throughput};
@@ -448,7 +451,7 @@ fn dump() {
         rng ^= rng << 17;
         (rng % n as u64) as usize
     };
-    base.push(synthetic_oru());
+    base.push(synthetic::oru_every_value_type());
     let originals = base.len();
     let texts: Vec<String> = base
         .iter()
@@ -517,50 +520,4 @@ fn dump() {
             );
         }
     }
-}
-
-/// tests/avro_roundtrip.rs's synthetic ORU^R01: every OBX value type.
-fn synthetic_oru() -> Vec<u8> {
-    let mut pv1 = vec![""; 46];
-    pv1[0] = "PV1";
-    pv1[1] = "1";
-    pv1[2] = "I";
-    pv1[3] = "4WEST^401^A^SYNTHHOSP";
-    pv1[4] = "E";
-    pv1[5] = "PRE90001^^^SYNTHHOSP^PA";
-    pv1[7] = "12345^DOCTOR^ALPHA^^^DR^^^SYNTHHOSP";
-    pv1[10] = "MED";
-    pv1[14] = "7";
-    pv1[19] = "V90001^^^SYNTHHOSP^VN";
-    pv1[36] = "01^Discharged home";
-    pv1[44] = "20261114200000";
-    pv1[45] = "20261116093000";
-    let obx = |n: usize, ty: &str, code: &str, value: &str, units: &str| {
-        format!(
-            "OBX|{n}|{ty}|{code}||{value}|{units}|1-2|H|||F|||20261115081500||55501^LABTECH^ALPHA^^^^^^SYNTHLAB"
-        )
-    };
-    let segments = [
-        "MSH|^~\\&|AVROTEST|SYNTHHOSP|HL7BRIDGE|INTEGRATION|20261115103000||ORU^R01^ORU_R01|FX-AVRO-1|P|2.5.1".to_owned(),
-        "PID|1||MRN90001^^^SYNTHHOSP^MR||TESTPATIENT^AVRO".to_owned(),
-        pv1.join("|"),
-        "OBR|1|PLC90001|FIL90001|11502-2^Laboratory report^LN||20261115070000|20261115081500".to_owned(),
-        obx(1, "NM", "2345-7^Glucose^LN", "1.50", "mmol/L^mmol/L^UCUM"),
-        "NTE|1|L|Synthetic note.".to_owned(),
-        obx(2, "NM", "1988-5^CRP^LN", "0.000120", "g/L^g/L^UCUM"),
-        obx(3, "TM", "X-TM^Time^L", "0830", ""),
-        obx(4, "NR", "X-NR^Range^L", "1.5^3.25", "mg/L^mg/L^UCUM"),
-        obx(5, "DTM", "X-DTM^Instant^L", "20261115081530.25-0500", ""),
-        obx(6, "CWE", "X-CWE^Coded^L", "C1^Code one^SCT^ALT1^Alternate^L^2026-01^v2^Original text", ""),
-        obx(7, "NM", "X-NMR^Repeated NM^L", "1.0~2.50", "mg/L^mg/L^UCUM"),
-        obx(8, "CWE", "X-CWER^Repeated CWE^L", "C1^One^SCT~C2^Two^SCT", ""),
-        obx(9, "ST", "X-STR^Repeated ST^L", "one~two", ""),
-        obx(10, "SN", "X-SNR^Repeated SN range^L", "^1^-^5~^2^-^6", ""),
-        obx(11, "SN", "X-SNQ^Repeated SN ratio^L", "^1^:^160~^1.5^:^320.0", ""),
-        obx(12, "TM", "X-TMR^Repeated TM^L", "0830~091500", ""),
-        obx(13, "DT", "X-DTR^Repeated DT^L", "2026~202611", ""),
-    ];
-    let mut out = segments.join("\r");
-    out.push('\r');
-    out.into_bytes()
 }

@@ -275,6 +275,7 @@ pub fn oru(control_id: &str, mrn: &str, obx: usize) -> Vec<u8> {
 }
 pub mod secure;
 pub mod stage;
+pub mod synthetic;
 
 /// Reads one MLLP frame from `stream`, keeping unread bytes in `buf`;
 /// None on EOF, error, or nothing within `wait`. For TCP and TLS clients alike.
