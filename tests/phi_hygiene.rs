@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::process::bin;
 use common::stage::wait_for_stage;
-use common::{fixtures_dir, Client};
+use common::{contains_whole, fixtures_dir, Client};
 
 /// PHI values of one kind, with where each came from.
 #[derive(Default)]
@@ -338,10 +338,25 @@ async fn no_phi_from_any_fixture_in_logs_acks_metrics_or_replay_output() {
     let mut leaks = Vec::new();
     for (what, text) in &captured {
         for (kind, v) in phi.all() {
-            if let Some(line) = text.lines().find(|l| l.contains(v.as_str())) {
+            if let Some(line) = text.lines().find(|l| contains_whole(l, v)) {
                 leaks.push(format!("{kind} {v:?} in {what}: {line}"));
             }
         }
     }
     assert!(leaks.is_empty(), "PHI leaked:\n{}", leaks.join("\n"));
+}
+
+/// The search itself: a value counts where it stands as a field or
+/// component, never as a piece of an unrelated run of digits or letters.
+#[test]
+fn a_phi_value_is_found_as_a_whole_field_not_inside_a_generated_id() {
+    let ack = "MSH|^~\\&|HL7BRIDGE|INT|APP|FAC|20261207||ACK^A01^ACK|B1796604029000000010|P|2.5.1";
+    assert!(
+        !contains_whole(ack, "900000001"),
+        "a digit run inside a control ID"
+    );
+    assert!(contains_whole("PID|1||900000001^^^SSA^SS", "900000001"));
+    assert!(contains_whole("name=TESTPATIENT", "TESTPATIENT"));
+    assert!(contains_whole("900000001", "900000001"));
+    assert!(!contains_whole("TESTPATIENTS", "TESTPATIENT"));
 }

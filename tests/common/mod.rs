@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hl7bridge::intake::{Intake, IntakeConfig};
-use hl7bridge::log::embedded::{EmbeddedConfig, EmbeddedLog, EmbeddedReader, StoredRecord};
+use hl7bridge::log::embedded::{EmbeddedConfig, EmbeddedLog, EmbeddedReader};
 use hl7bridge::log::kafka::{KafkaConfig, KafkaLog};
 use hl7bridge::log::Log;
 use hl7bridge::mllp;
+use hl7bridge::record::StoredRecord;
 use hl7bridge::server::{ConnectionLimits, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -237,6 +238,21 @@ impl Ack {
             .map(String::as_str)
             .unwrap_or("")
     }
+}
+
+/// Whether `text` holds `value` as a whole, not inside a longer run of
+/// letters or digits. A search for PHI must match a field or component: a
+/// generated ACK control ID such as `B1796604029000000010` holds the digits
+/// of the fixture SSN `900000001` by chance on some seconds, and that is not
+/// a leak.
+pub fn contains_whole(text: &str, value: &str) -> bool {
+    if value.is_empty() {
+        return false;
+    }
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric());
+    text.match_indices(value).any(|(at, _)| {
+        !word(text[..at].chars().next_back()) && !word(text[at + value.len()..].chars().next())
+    })
 }
 
 /// A minimal valid message with a given control ID and patient.
