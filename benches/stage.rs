@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, Criterion, Throughput};
 use hl7bridge::avro::{self, FhirSchemas};
-use hl7bridge::intake::headers as h;
+use hl7bridge::headers as h;
 use hl7bridge::registry::store::RegistryStore;
 use hl7bridge::registry::SchemaRegistry;
 use hl7bridge::stage::{Outcome, Source, Stage, StageConfig};

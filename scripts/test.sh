@@ -10,5 +10,6 @@ export HL7BRIDGE_REQUIRE_KAFKA=1
 export TANSU_BIN="${TANSU_BIN:-$(scripts/kafka-dev.sh bin)}"
 
 # Benchmarks are compiled, not run: speed is measured by `cargo bench`, never asserted in tests.
-cargo test --locked --benches --no-run --quiet
-cargo test --locked --lib --bins --tests "$@"
+cargo test --locked --features fuzzing --benches --no-run --quiet
+# `fuzzing` compiles the fuzz targets' checks, so the corpora run as tests.
+cargo test --locked --features fuzzing --lib --bins --tests "$@"

@@ -11,10 +11,12 @@ use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
 use crate::avro::{self, FhirSchemas};
+use crate::headers;
 use crate::hl7::message::read;
 use crate::hl7::{Charset, ErrorCode};
-use crate::intake::{headers, FrameWork, Intake, IntakeConfig, Origin};
+use crate::intake::{FrameWork, Intake, IntakeConfig, Origin};
 use crate::mllp::{frame, MllpCodec, MllpError, END, START, TRAILER};
+use crate::record::WithHeaders;
 use crate::transform::{Mapped, Mapper};
 
 /// What an MLLP input exercised (for corpus tests to assert coverage).

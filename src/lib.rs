@@ -13,20 +13,27 @@
 //! - [`replay`]: the MLLP client that replays files and checks ACKs
 //! - [`cli`]: the `hl7bridge` command
 
+pub mod app;
 pub mod avro;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod headers;
 pub mod hl7;
 pub mod intake;
 pub mod internal_events;
 pub mod log;
 pub mod metrics;
 pub mod mllp;
+pub mod reconcile;
+pub mod record;
 pub mod registry;
 pub mod replay;
 pub mod server;
+pub mod shutdown;
 pub mod stage;
 pub mod telemetry;
+pub mod topics;
 pub mod transform;

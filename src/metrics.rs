@@ -2,7 +2,6 @@
 //! `/metrics` (Prometheus text), `/healthz` (the process is alive) and
 //! `/readyz` (the store or broker, and the registry, answer; 503 if not).
 
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -16,7 +15,6 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::internal_events as ev;
-use crate::log::kafka::KafkaConfig;
 use crate::registry::SchemaRegistry;
 
 /// Latency buckets in seconds: sub-millisecond ACKs up to stuck commits.
@@ -44,12 +42,16 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .clone()
 }
 
+/// A blocking check: `Ok` or what is wrong, in words for the operator.
+pub type Check = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// What `/readyz` checks.
 #[derive(Clone)]
 pub struct Readiness {
-    /// The embedded store's directory, when that is the backend.
-    pub store: Option<PathBuf>,
-    pub kafka: Option<KafkaConfig>,
+    /// The check's name in the answer: `store` or `kafka`.
+    pub log_name: &'static str,
+    /// Whether the log answers (through a `LogReader`).
+    pub log: Check,
     pub registry: Option<Arc<SchemaRegistry>>,
 }
 
@@ -97,12 +99,8 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
             },
         );
     };
-    if let Some(dir) = s.ready.store.clone() {
-        record("store", blocking(move || check_store(&dir)).await);
-    }
-    if let Some(cfg) = s.ready.kafka.clone() {
-        record("kafka", blocking(move || check_kafka(&cfg)).await);
-    }
+    let log = s.ready.log.clone();
+    record(s.ready.log_name, blocking(move || log()).await);
     if let Some(reg) = &s.ready.registry {
         record("registry", check_registry(reg).await);
     }
@@ -118,19 +116,6 @@ async fn blocking(f: impl FnOnce() -> Result<(), String> + Send + 'static) -> Re
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| Err(e.to_string()))
-}
-
-fn check_store(dir: &std::path::Path) -> Result<(), String> {
-    let reader = crate::log::embedded::EmbeddedReader::open(dir).map_err(|e| e.to_string())?;
-    reader.topics().map(|_| ()).map_err(|e| e.to_string())
-}
-
-fn check_kafka(cfg: &KafkaConfig) -> Result<(), String> {
-    use rdkafka::consumer::Consumer;
-    let c = crate::log::kafka::reader(cfg, "readyz").map_err(|e| e.to_string())?;
-    c.fetch_metadata(None, Duration::from_secs(2))
-        .map(|_| ())
-        .map_err(|e| format!("broker not reachable: {e}"))
 }
 
 /// Any answer from the registry, even "no such schema", means it is up.

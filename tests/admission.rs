@@ -5,6 +5,7 @@
 
 mod common;
 
+use hl7bridge::record::WithHeaders;
 use std::sync::Arc;
 use std::time::Duration;
 

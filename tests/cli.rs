@@ -238,3 +238,41 @@ fn serve_with_a_bad_mapping_file_fails_at_start_with_a_clear_error() {
         .unwrap();
     assert!(!check.status.success());
 }
+
+/// One process per role per embedded data directory: a second `serve` (or
+/// a `transform` beside a `serve` that runs the stage) is refused, naming
+/// the directory and the holder's PID; readers keep working beside it.
+#[test]
+fn a_second_writer_on_one_data_directory_is_refused_and_readers_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::serve(dir.path(), &[]);
+    let holder = format!("pid {}", bridge.child.id());
+    for cmd in [vec!["serve", "--listen", "127.0.0.1:0"], vec!["transform"]] {
+        let out = Command::new(bin())
+            .args(&cmd)
+            .args([
+                "--registry-listen",
+                "",
+                "--metrics-listen",
+                "",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?} must be refused: {err}");
+        assert!(err.contains(&dir.path().display().to_string()), "{err}");
+        assert!(err.contains(&holder), "{err}");
+    }
+    let topics = Command::new(bin())
+        .args(["topics", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(topics.status.success(), "a reader beside the writer");
+    bridge.kill();
+    // SIGKILL releases the lock: the directory can be served again.
+    let again = Bridge::serve(dir.path(), &[]);
+    again.kill();
+}

@@ -3,6 +3,7 @@
 
 mod common;
 
+use hl7bridge::record::WithHeaders;
 use std::collections::HashMap;
 use std::time::Duration;
 

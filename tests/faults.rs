@@ -15,6 +15,7 @@
 
 mod common;
 
+use hl7bridge::record::WithHeaders;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -28,7 +29,8 @@ use common::process::{bin, Bridge};
 use common::stage::{expected_output_count, inputs, output_id, outputs, wait_for_stage, OutputId};
 use common::tansu::Tansu;
 use common::*;
-use hl7bridge::log::embedded::{EmbeddedReader, StoredRecord};
+use hl7bridge::log::embedded::EmbeddedReader;
+use hl7bridge::record::StoredRecord;
 use tokio::task::block_in_place;
 
 /// How long a sender waits for an ACK before it gives up on the connection.
@@ -561,8 +563,7 @@ async fn transform_sigkilled_under_load_embedded_outputs_exactly_once() {
     );
     assert_eq!(unique.len(), outputs.len(), "no output is duplicated");
     assert_eq!(outputs.len(), want, "no output is lost");
-    let outcomes: u64 = reader
-        .stage_outcomes(GROUP)
+    let outcomes: u64 = hl7bridge::stage::progress::outcomes(reader.connection(), GROUP)
         .unwrap()
         .iter()
         .map(|(_, n)| n)

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use hl7bridge::log::partitioner::partition_for_key;
+use hl7bridge::record::WithHeaders;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -34,7 +35,7 @@ fn manifest() -> Manifest {
 }
 
 /// The MSH-10 of a stored record.
-fn control_id_of(r: &hl7bridge::log::embedded::StoredRecord) -> &str {
+fn control_id_of(r: &hl7bridge::record::StoredRecord) -> &str {
     r.header("hl7.control_id").unwrap_or("")
 }
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+use hl7bridge::record::WithHeaders;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ fn kafka_limits() -> hl7bridge::server::ConnectionLimits {
     l
 }
 
-fn count_ids(records: &[hl7bridge::log::embedded::StoredRecord]) -> HashMap<String, usize> {
+fn count_ids(records: &[hl7bridge::record::StoredRecord]) -> HashMap<String, usize> {
     let mut m = HashMap::new();
     for r in records {
         *m.entry(r.header("hl7.control_id").unwrap_or("").to_owned())

@@ -10,6 +10,7 @@
 
 mod common;
 
+use hl7bridge::record::WithHeaders;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -20,7 +21,8 @@ use common::stage::{
 };
 use common::tansu::Tansu;
 use common::{adt, kafka_config, oru, Client};
-use hl7bridge::log::embedded::{EmbeddedReader, StoredRecord, DB_FILE};
+use hl7bridge::log::embedded::{EmbeddedReader, DB_FILE};
+use hl7bridge::record::StoredRecord;
 use hl7bridge::transform::{Mapped, Mapper};
 use serde_json::Value;
 

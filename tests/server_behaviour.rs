@@ -3,6 +3,7 @@
 
 mod common;
 
+use hl7bridge::record::WithHeaders;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,8 @@ use common::*;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use hl7bridge::intake::IntakeConfig;
-use hl7bridge::log::{Log, LogError, Position, Record};
+use hl7bridge::log::{Log, LogError};
+use hl7bridge::record::{Position, Record};
 use tokio::io::AsyncWriteExt;
 
 /// A backend whose disk has failed: every append errors.

@@ -27,8 +27,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 
-use super::embedded::{StoredRecord, TopicSummary};
-use super::{Log, LogError, Position, Record};
+use super::{Log, LogError};
+use crate::record::{Position, Record};
+use crate::record::{StoredRecord, TopicSummary};
 
 /// `[kafka]` in the config file.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]

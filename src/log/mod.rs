@@ -10,43 +10,13 @@
 pub mod embedded;
 pub mod kafka;
 pub mod partitioner;
+pub mod reader;
 
-use bytes::Bytes;
 use futures::future::BoxFuture;
 
-/// One record, shaped like a Kafka record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub topic: String,
-    /// Patient key (`<authority>|<id>`); `None` goes round-robin.
-    pub key: Option<String>,
-    /// A fixed partition, overriding the key: the streaming stage writes to
-    /// the partition its input came from, so outputs stay co-partitioned even
-    /// for records without a key.
-    pub partition: Option<i32>,
-    pub headers: Vec<(String, String)>,
-    /// Milliseconds since the Unix epoch.
-    pub timestamp_ms: i64,
-    /// The exact bytes received.
-    pub value: Bytes,
-}
+use crate::record::{Position, Record};
 
-impl Record {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Where a record was written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Position {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-}
+pub use reader::{KafkaReader, LogReader, Start};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {

@@ -4,10 +4,12 @@
 //! bytes) within the dedup window. A resend with other bytes is a correction,
 //! not a duplicate, and is emitted.
 
+use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use super::Source;
-use crate::intake::headers as h;
+use crate::headers as h;
+use crate::record::WithHeaders;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DedupKey {
@@ -27,6 +29,73 @@ pub fn key(src: &Source<'_>) -> Option<DedupKey> {
     })
 }
 
+/// One entry of the dedup window: a key and the input record that first
+/// carried it (`topic/partition/offset`).
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub key: DedupKey,
+    pub source: String,
+    pub seen_ms: i64,
+}
+
+/// The window's table, the same on both backends: in the embedded store
+/// beside the records, and in `<data-dir>/dedup.db` for the Kafka stage.
+pub const SCHEMA: &str = "
+-- The sender-duplicate window: (facility, MSH-10, SHA-256 of the bytes) and
+-- the input record that first carried it.
+CREATE TABLE IF NOT EXISTS dedup (
+    sender       TEXT    NOT NULL,
+    control_id   TEXT    NOT NULL,
+    digest       BLOB    NOT NULL,
+    source       TEXT    NOT NULL,
+    seen_ms      INTEGER NOT NULL,
+    PRIMARY KEY (sender, control_id, digest)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedup_seen ON dedup (seen_ms);
+";
+
+/// The record that first carried `key` at or after `since_ms`.
+pub fn first_seen(
+    conn: &Connection,
+    key: &DedupKey,
+    since_ms: i64,
+) -> Result<Option<String>, rusqlite::Error> {
+    conn.prepare_cached(
+        "SELECT source FROM dedup WHERE sender = ?1 AND control_id = ?2 AND digest = ?3 AND seen_ms >= ?4",
+    )?
+    .query_row(
+        params![key.sender, key.control_id, &key.digest[..], since_ms],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// Records entries, and forgets those older than `prune_before_ms`. Runs
+/// inside the caller's transaction.
+pub fn remember(
+    conn: &Connection,
+    entries: &[Seen],
+    prune_before_ms: Option<i64>,
+) -> Result<(), rusqlite::Error> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO dedup (sender, control_id, digest, source, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT DO UPDATE SET source = excluded.source, seen_ms = excluded.seen_ms",
+    )?;
+    for e in entries {
+        insert.execute(params![
+            e.key.sender,
+            e.key.control_id,
+            &e.key.digest[..],
+            e.source,
+            e.seen_ms
+        ])?;
+    }
+    if let Some(before) = prune_before_ms {
+        conn.execute("DELETE FROM dedup WHERE seen_ms < ?1", [before])?;
+    }
+    Ok(())
+}
+
 /// The dedup window of the Kafka stage, in `<data-dir>/dedup.db`.
 ///
 /// An entry is written only after the outputs of its record are delivered,
@@ -36,73 +105,39 @@ pub fn key(src: &Source<'_>) -> Option<DedupKey> {
 /// with another directory starts without the old owner's entries, so a resend
 /// of a message first seen there is emitted again, with the same resource ids.
 pub struct DedupStore {
-    conn: rusqlite::Connection,
+    conn: Connection,
 }
 
 pub const DB_FILE: &str = "dedup.db";
 
 impl DedupStore {
     pub fn open(path: &std::path::Path) -> Result<Self, rusqlite::Error> {
-        let conn = rusqlite::Connection::open(path)?;
+        let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // A process crash keeps every commit; a power loss may forget the
         // last few entries, which at worst re-emits a resend (same ids).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS dedup (
-                sender TEXT NOT NULL, control_id TEXT NOT NULL, digest BLOB NOT NULL,
-                source TEXT NOT NULL, seen_ms INTEGER NOT NULL,
-                PRIMARY KEY (sender, control_id, digest)) WITHOUT ROWID;
-             CREATE INDEX IF NOT EXISTS dedup_seen ON dedup (seen_ms);",
-        )?;
+        conn.execute_batch(SCHEMA)?;
         Ok(Self { conn })
     }
 
-    /// The record that first carried `key` at or after `since_ms`.
     pub fn first_seen(
         &self,
         key: &DedupKey,
         since_ms: i64,
     ) -> Result<Option<String>, rusqlite::Error> {
-        use rusqlite::OptionalExtension;
-        self.conn
-            .prepare_cached(
-                "SELECT source FROM dedup WHERE sender = ?1 AND control_id = ?2 AND digest = ?3 AND seen_ms >= ?4",
-            )?
-            .query_row(
-                rusqlite::params![key.sender, key.control_id, &key.digest[..], since_ms],
-                |r| r.get(0),
-            )
-            .optional()
+        first_seen(&self.conn, key, since_ms)
     }
 
-    /// Records delivered keys (one transaction), and forgets entries older than `before_ms`.
+    /// Records delivered entries in one transaction.
     pub fn remember(
         &mut self,
-        entries: &[(DedupKey, String)],
-        now_ms: i64,
-        before_ms: Option<i64>,
+        entries: &[Seen],
+        prune_before_ms: Option<i64>,
     ) -> Result<(), rusqlite::Error> {
         let txn = self.conn.transaction()?;
-        {
-            let mut insert = txn.prepare_cached(
-                "INSERT INTO dedup (sender, control_id, digest, source, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT DO UPDATE SET source = excluded.source, seen_ms = excluded.seen_ms",
-            )?;
-            for (k, source) in entries {
-                insert.execute(rusqlite::params![
-                    k.sender,
-                    k.control_id,
-                    &k.digest[..],
-                    source,
-                    now_ms
-                ])?;
-            }
-            if let Some(b) = before_ms {
-                txn.execute("DELETE FROM dedup WHERE seen_ms < ?1", [b])?;
-            }
-        }
+        remember(&txn, entries, prune_before_ms)?;
         txn.commit()
     }
 }
@@ -150,11 +185,15 @@ mod tests {
         let hs = hs("F", "1");
         let k = key(&src(&hs, b"x")).unwrap();
         assert_eq!(s.first_seen(&k, 0).unwrap(), None);
-        s.remember(&[(k.clone(), "t/0/5".into())], 1_000, None)
-            .unwrap();
+        let seen = Seen {
+            key: k.clone(),
+            source: "t/0/5".into(),
+            seen_ms: 1_000,
+        };
+        s.remember(&[seen], None).unwrap();
         assert_eq!(s.first_seen(&k, 0).unwrap().as_deref(), Some("t/0/5"));
         assert_eq!(s.first_seen(&k, 1_001).unwrap(), None, "outside the window");
-        s.remember(&[], 2_000, Some(1_500)).unwrap();
+        s.remember(&[], Some(1_500)).unwrap();
         assert_eq!(s.first_seen(&k, 0).unwrap(), None, "pruned");
     }
 

@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::dedup::{self, DedupKey};
+use super::dedup::{self, DedupKey, Seen};
+use super::progress::{self, StageCommit};
 use super::{now_ms, Source, Stage, StageConfig, StageError};
 use crate::internal_events as ev;
-use crate::log::embedded::{EmbeddedLog, EmbeddedReader, Seen, StageCommit, StoredRecord};
-use crate::log::Record;
+use crate::log::embedded::{EmbeddedLog, EmbeddedReader};
+use crate::record::Record;
+use crate::record::{StoredRecord, WithHeaders};
 
 /// Dedup entries are pruned at most this often.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -48,7 +50,11 @@ impl EmbeddedStage {
         let mut reader = tokio::task::spawn_blocking(move || EmbeddedReader::open(&dir))
             .await
             .map_err(|e| StageError::Setup(e.to_string()))??;
-        let mut cursor = reader.stage_cursor(&self.cfg.group)?;
+        // The stage's own tables, created through the writer (readers cannot).
+        self.log
+            .append_with(Vec::new(), Box::new(progress::create_tables))
+            .await?;
+        let mut cursor = progress::cursor(reader.connection(), &self.cfg.group)?;
         let appended = self.log.appended();
         let mut last_prune = std::time::Instant::now()
             .checked_sub(PRUNE_EVERY)
@@ -96,7 +102,11 @@ impl EmbeddedStage {
             };
             let last_id = batch.commit.last_id;
             let outcomes = batch.commit.outcomes.clone();
-            match self.log.commit_stage(batch.records, batch.commit).await {
+            match self
+                .log
+                .append_with(batch.records, batch.commit.into_work())
+                .await
+            {
                 Ok(positions) => {
                     for received_at in &batch.received_at {
                         ev::EndToEnd { received_at }.emit();
@@ -124,7 +134,7 @@ impl EmbeddedStage {
                 Err(e) => {
                     tracing::error!(error = %e, "transform stage commit failed; retrying from the stored cursor");
                     backoff(&shutdown).await;
-                    cursor = reader.stage_cursor(&self.cfg.group)?;
+                    cursor = progress::cursor(reader.connection(), &self.cfg.group)?;
                 }
             }
         }
@@ -173,7 +183,7 @@ fn build(
         if let Some(k) = &key {
             let first = match in_batch.get(k) {
                 Some(s) => Some(s.clone()),
-                None => reader.seen(&k.sender, &k.control_id, &k.digest, since)?,
+                None => dedup::first_seen(reader.connection(), k, since)?,
             };
             if first.is_some_and(|f| f != src.coordinates()) {
                 ev::DuplicateSkipped {
@@ -190,7 +200,7 @@ fn build(
         let outcome = stage.process(&src);
         *counts.entry(outcome.name()).or_default() += 1;
         if matches!(outcome, super::Outcome::Resources(_)) {
-            if let Some(at) = src.header(crate::intake::headers::RECEIVED_AT) {
+            if let Some(at) = src.header(crate::headers::RECEIVED_AT) {
                 received_at.push(at.to_owned());
             }
         }
@@ -198,9 +208,7 @@ fn build(
         if let Some(k) = key {
             in_batch.insert(k.clone(), src.coordinates());
             commit.seen.push(Seen {
-                sender: k.sender,
-                control_id: k.control_id,
-                digest: k.digest.to_vec(),
+                key: k,
                 source: src.coordinates(),
                 seen_ms: now,
             });

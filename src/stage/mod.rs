@@ -12,6 +12,7 @@ pub mod decoder;
 pub mod dedup;
 pub mod embedded;
 pub mod kafka;
+pub mod progress;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -19,23 +20,12 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::avro::{self, FhirSchemas};
-use crate::intake::headers as h;
-use crate::log::Record;
+use crate::headers as h;
+use crate::record::Record;
+use crate::record::WithHeaders;
 use crate::registry::{topic_name_subject, RegistryError, SchemaRegistry};
+use crate::topics::FhirTopics;
 use crate::transform::{Mapper, Resource};
-
-/// Provenance headers on every output record.
-pub mod headers {
-    pub const SOURCE_TOPIC: &str = "source.topic";
-    pub const SOURCE_PARTITION: &str = "source.partition";
-    pub const SOURCE_OFFSET: &str = "source.offset";
-    /// Ordinal of this output among the outputs of its input record.
-    pub const SOURCE_INDEX: &str = "source.index";
-    /// How many outputs its input record has.
-    pub const SOURCE_COUNT: &str = "source.count";
-    pub const RESOURCE_TYPE: &str = "fhir.resource_type";
-    pub const RESOURCE_ID: &str = "fhir.id";
-}
 
 /// Input headers copied onto every output.
 const CARRIED: &[&str] = &[
@@ -62,10 +52,7 @@ pub struct StageConfig {
 impl StageConfig {
     pub fn new(input_prefix: &str) -> Self {
         Self {
-            inputs: ["adt", "oru", "orm"]
-                .iter()
-                .map(|t| format!("{input_prefix}{t}"))
-                .collect(),
+            inputs: crate::topics::stage_inputs(input_prefix),
             output_prefix: "fhir.".into(),
             dedup_window: Duration::from_secs(7 * 24 * 3600),
             group: "hl7bridge-transform".into(),
@@ -81,25 +68,8 @@ impl StageConfig {
         s
     }
 
-    pub fn topics(&self) -> OutputTopics {
-        OutputTopics {
-            encounter: format!("{}encounter", self.output_prefix),
-            observation: format!("{}observation", self.output_prefix),
-            dlq: format!("{}dlq", self.output_prefix),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputTopics {
-    pub encounter: String,
-    pub observation: String,
-    pub dlq: String,
-}
-
-impl OutputTopics {
-    pub fn all(&self) -> [&str; 3] {
-        [&self.encounter, &self.observation, &self.dlq]
+    pub fn topics(&self) -> FhirTopics {
+        FhirTopics::new(&self.output_prefix)
     }
 }
 
@@ -114,14 +84,13 @@ pub struct Source<'a> {
     pub value: &'a [u8],
 }
 
-impl Source<'_> {
-    pub fn header(&self, name: &str) -> Option<&str> {
+impl WithHeaders for Source<'_> {
+    fn headers(&self) -> &[(String, String)] {
         self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
     }
+}
 
+impl Source<'_> {
     /// `topic/partition/offset`, as stored in the dedup window.
     pub fn coordinates(&self) -> String {
         format!("{}/{}/{}", self.topic, self.partition, self.offset)
@@ -163,6 +132,8 @@ pub enum StageError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Log(#[from] crate::log::LogError),
+    #[error("store error: {0}")]
+    Store(#[from] rusqlite::Error),
     #[error("{0}")]
     Setup(String),
 }
@@ -178,7 +149,7 @@ pub struct Stage {
     mapper: Mapper,
     schemas: FhirSchemas,
     ids: SchemaIds,
-    topics: OutputTopics,
+    topics: FhirTopics,
     /// Last wire-record size per resource type (Encounter, Observation), to
     /// size the next output buffer without regrowing it.
     size_hint: [AtomicUsize; 2],
@@ -213,7 +184,7 @@ impl Stage {
         })
     }
 
-    pub fn topics(&self) -> &OutputTopics {
+    pub fn topics(&self) -> &FhirTopics {
         &self.topics
     }
 
@@ -289,10 +260,10 @@ impl Stage {
             .encode_resource_into(kind, resource, &mut value)
             .map_err(|e| e.to_string())?;
         hint.store(value.len(), Ordering::Relaxed);
-        headers.push((headers::SOURCE_INDEX.into(), index.to_string()));
-        headers.push((headers::SOURCE_COUNT.into(), shared.count.clone()));
-        headers.push((headers::RESOURCE_TYPE.into(), kind.into()));
-        headers.push((headers::RESOURCE_ID.into(), resource.id().into()));
+        headers.push((h::SOURCE_INDEX.into(), index.to_string()));
+        headers.push((h::SOURCE_COUNT.into(), shared.count.clone()));
+        headers.push((h::RESOURCE_TYPE.into(), kind.into()));
+        headers.push((h::RESOURCE_ID.into(), resource.id().into()));
         Ok(Record {
             topic: topic.clone(),
             key: shared.key.map(str::to_owned),
@@ -340,8 +311,8 @@ struct Shared<'a> {
 fn provenance(src: &Source<'_>, index: usize, count: usize) -> Vec<(String, String)> {
     let mut out = provenance_base(src);
     out.extend([
-        (headers::SOURCE_INDEX.into(), index.to_string()),
-        (headers::SOURCE_COUNT.into(), count.to_string()),
+        (h::SOURCE_INDEX.into(), index.to_string()),
+        (h::SOURCE_COUNT.into(), count.to_string()),
     ]);
     out
 }
@@ -355,9 +326,9 @@ fn provenance_base(src: &Source<'_>) -> Vec<(String, String)> {
             .filter_map(|k| src.header(k).map(|v| ((*k).to_owned(), v.to_owned()))),
     );
     out.extend([
-        (headers::SOURCE_TOPIC.into(), src.topic.to_owned()),
-        (headers::SOURCE_PARTITION.into(), src.partition.to_string()),
-        (headers::SOURCE_OFFSET.into(), src.offset.to_string()),
+        (h::SOURCE_TOPIC.into(), src.topic.to_owned()),
+        (h::SOURCE_PARTITION.into(), src.partition.to_string()),
+        (h::SOURCE_OFFSET.into(), src.offset.to_string()),
     ]);
     out
 }

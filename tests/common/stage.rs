@@ -1,14 +1,17 @@
 //! Reading what the streaming stage wrote, and what it should have written.
 #![allow(dead_code)]
 
+use hl7bridge::record::WithHeaders;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hl7bridge::log::embedded::{EmbeddedReader, StoredRecord};
+use hl7bridge::log::embedded::EmbeddedReader;
+use hl7bridge::record::StoredRecord;
 use hl7bridge::registry::store::RegistryStore;
 use hl7bridge::registry::SchemaRegistry;
 use hl7bridge::stage::decoder::FhirDecoder;
+use hl7bridge::stage::progress;
 use hl7bridge::transform::{Mapped, Mapper};
 use serde_json::Value;
 
@@ -62,7 +65,7 @@ pub fn wait_for_stage(dir: &Path, group: &str, deadline: Duration) {
     let start = Instant::now();
     loop {
         let last = inputs(&reader).last().map(|r| r.id).unwrap_or(0);
-        let cursor = reader.stage_cursor(group).unwrap();
+        let cursor = progress::cursor(reader.connection(), group).unwrap();
         if cursor >= last && last > 0 {
             return;
         }

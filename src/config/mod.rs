@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod args;
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -325,6 +327,22 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Parses a point in time given as an age (`10m`, `2h`, `7d`: that long
+/// ago) or an RFC 3339 time, into milliseconds since the Unix epoch: what
+/// `--since` and `--until` take.
+pub fn parse_instant(s: &str) -> Result<i64, String> {
+    let now = std::time::SystemTime::now();
+    let at = match humantime::parse_duration(s) {
+        Ok(age) => now.checked_sub(age).ok_or("age reaches before 1970")?,
+        Err(_) => humantime::parse_rfc3339_weak(s).map_err(|_| {
+            format!("expected an age like 10m or 2h, or an RFC 3339 time, got {s:?}")
+        })?,
+    };
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .map_err(|_| "time before 1970".to_owned())
 }
 
 /// Parses a byte size: `1048576`, `512KiB`, `1MiB`, `2MB`.

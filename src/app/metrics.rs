@@ -1,0 +1,58 @@
+//! Starting the operator's endpoints (`/metrics`, `/healthz`, `/readyz`).
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::log::LogReader;
+use crate::metrics::Readiness;
+use crate::registry::SchemaRegistry;
+
+/// Serves the endpoints on `metrics_listen` until `shutdown`, unless empty.
+/// `/readyz` checks the log through a reader of its own, and the registry.
+pub async fn start(
+    cfg: &Config,
+    registry: Option<Arc<SchemaRegistry>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<JoinHandle<()>>> {
+    let listen = cfg.metrics_listen.trim();
+    if listen.is_empty() {
+        return Ok(None);
+    }
+    let handle =
+        crate::metrics::install().map_err(|e| anyhow::anyhow!("installing metrics: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the metrics endpoint to {listen}"))?;
+    println!("hl7bridge metrics on http://{}", listener.local_addr()?);
+    // A reader opened on first use: `transform` starts this before its
+    // store exists.
+    let reader: Mutex<Option<Box<dyn LogReader>>> = Mutex::new(None);
+    let log_cfg = cfg.clone();
+    let check_log = move || -> Result<(), String> {
+        let mut slot = reader.lock().map_err(|e| e.to_string())?;
+        if slot.is_none() {
+            let opened =
+                super::backend::reader(&log_cfg).map_err(|e| e.root_cause().to_string())?;
+            *slot = Some(opened);
+        }
+        slot.as_ref().map_or(Ok(()), |r| r.check())
+    };
+    let ready = Readiness {
+        log_name: if cfg.kafka.enabled() {
+            "kafka"
+        } else {
+            "store"
+        },
+        log: Arc::new(check_log),
+        registry,
+    };
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = crate::metrics::serve(listener, handle, ready, shutdown).await {
+            tracing::error!(error = %e, "metrics endpoint failed");
+        }
+    })))
+}

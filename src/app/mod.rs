@@ -1,0 +1,18 @@
+//! Assembly: from a [`Config`](crate::config::Config) to running
+//! components. The CLI parses arguments and makes one call in here; this is
+//! the only place that looks at which backend a config names.
+//!
+//! - [`backend`]: the backend's seams: writer, reader, stage driver;
+//! - [`registry`]: the schema registry, remote or embedded;
+//! - [`stage`]: the stage built from a config;
+//! - [`metrics`]: the operator's endpoints;
+//! - one file per command: [`serve`], [`transform`], [`tail`], [`topics`].
+
+pub mod backend;
+pub mod metrics;
+pub mod registry;
+pub mod serve;
+pub mod stage;
+pub mod tail;
+pub mod topics;
+pub mod transform;

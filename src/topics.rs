@@ -1,0 +1,100 @@
+//! Topic names: the one place they are made. Raw topics (what the listener
+//! writes) come from `topic_prefix`, FHIR topics (what the stage writes)
+//! from `transform.output_prefix`.
+
+/// Message types (MSH-9.1, lower case) that always have a raw topic.
+pub const BUILTIN_TYPES: [&str; 3] = ["adt", "oru", "orm"];
+/// The dead-letter topic's suffix, on both sides. Never a message type's topic.
+pub const DLQ: &str = "dlq";
+
+/// A raw topic's name: `<prefix><type>`, e.g. `hl7v2.adt`.
+pub fn raw(prefix: &str, message_type: &str) -> String {
+    format!("{prefix}{message_type}")
+}
+
+/// The raw topics the stage reads: one per built-in message type.
+pub fn stage_inputs(raw_prefix: &str) -> Vec<String> {
+    BUILTIN_TYPES.iter().map(|t| raw(raw_prefix, t)).collect()
+}
+
+/// Every raw topic the bridge writes: adt, oru, orm, dlq, then any extra
+/// accepted types.
+pub fn raw_topics(raw_prefix: &str, accept_types: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = BUILTIN_TYPES
+        .iter()
+        .chain(std::iter::once(&DLQ))
+        .map(|t| raw(raw_prefix, t))
+        .collect();
+    for t in accept_types {
+        let name = raw(raw_prefix, &t.to_ascii_lowercase());
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// The stage's output topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FhirTopics {
+    pub encounter: String,
+    pub observation: String,
+    pub dlq: String,
+}
+
+impl FhirTopics {
+    /// `<prefix>encounter`, `<prefix>observation`, `<prefix>dlq`.
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            encounter: format!("{prefix}encounter"),
+            observation: format!("{prefix}observation"),
+            dlq: format!("{prefix}{DLQ}"),
+        }
+    }
+
+    pub fn all(&self) -> [&str; 3] {
+        [&self.encounter, &self.observation, &self.dlq]
+    }
+}
+
+/// Every topic of a bridge config: the raw ones, then the FHIR ones. What
+/// `topics create` makes.
+pub fn all(cfg: &crate::config::Config) -> Vec<String> {
+    let mut names = raw_topics(&cfg.topic_prefix, &cfg.accept_types);
+    names.extend(
+        FhirTopics::new(&cfg.transform.output_prefix)
+            .all()
+            .iter()
+            .map(|t| t.to_string()),
+    );
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_topics_are_the_builtin_types_the_dlq_and_extras_once_each() {
+        let extra = vec!["SIU".to_owned(), "adt".to_owned()];
+        assert_eq!(
+            raw_topics("hl7v2.", &extra),
+            [
+                "hl7v2.adt",
+                "hl7v2.oru",
+                "hl7v2.orm",
+                "hl7v2.dlq",
+                "hl7v2.siu"
+            ]
+        );
+        assert_eq!(stage_inputs("x."), ["x.adt", "x.oru", "x.orm"]);
+    }
+
+    #[test]
+    fn fhir_topics_follow_the_output_prefix() {
+        assert_eq!(
+            FhirTopics::new("fhir.").all(),
+            ["fhir.encounter", "fhir.observation", "fhir.dlq"]
+        );
+    }
+}
