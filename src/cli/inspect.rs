@@ -21,7 +21,7 @@ use crate::hl7::charset::Charset;
 use crate::hl7::fields;
 use crate::hl7::message::{read_header_only, Delimiters, ReadOptions};
 use crate::mllp::{END, START};
-use crate::replay::split;
+use crate::hl7::split;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
