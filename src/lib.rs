@@ -3,7 +3,7 @@
 //!
 //! Reading the tree:
 //! - [`mllp`]: the source's framing (MLLP release 2 codec)
-//! - [`hl7`]: reading messages, patient keys, batches, ACKs
+//! - [`hl7`]: reading messages, patient keys, batches, ACKs; splitting files into messages
 //! - [`intake`]: a frame in, records and an ACK plan out (pure)
 //! - [`log`]: the log backends behind one trait (embedded SQLite, Kafka)
 //! - [`transform`]: HL7 v2 to FHIR R4 Encounter and Observation
@@ -11,6 +11,7 @@
 //! - [`avro`], [`registry`]: FHIR Avro schemas and the Confluent-compatible registry
 //! - [`server`]: the listener and its connections
 //! - [`replay`]: the MLLP client that replays files and checks ACKs
+//! - [`inspect`]: messages in files as a readable tree with their problems
 //! - [`cli`]: the `hl7bridge` command
 
 pub mod app;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod headers;
 pub mod hl7;
+pub mod inspect;
 pub mod intake;
 pub mod internal_events;
 pub mod log;

@@ -134,7 +134,7 @@ fn every_resource_from_every_fixture_is_valid_fhir_r4() {
         if path.extension().is_none_or(|x| x != "hl7") {
             continue;
         }
-        for m in hl7bridge::replay::split::split(&std::fs::read(&path).unwrap()) {
+        for m in hl7bridge::hl7::split::split(&std::fs::read(&path).unwrap()) {
             if let Ok(Mapped::Resources(rs)) = mapper.map(&m) {
                 for r in rs {
                     let errors: Vec<String> = validator

@@ -76,7 +76,7 @@ fn fixtures() -> &'static [Vec<u8>] {
         paths.sort();
         paths
             .iter()
-            .flat_map(|p| hl7bridge::replay::split::split(&std::fs::read(p).unwrap()))
+            .flat_map(|p| hl7bridge::hl7::split::split(&std::fs::read(p).unwrap()))
             .map(|m| m.to_vec())
             .collect()
     })

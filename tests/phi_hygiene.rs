@@ -254,7 +254,7 @@ async fn no_phi_from_any_fixture_in_logs_acks_metrics_or_replay_output() {
     for f in &files {
         let raw = std::fs::read(f).unwrap();
         let mut payloads = vec![raw.clone()];
-        for m in hl7bridge::replay::split::split(&raw) {
+        for m in hl7bridge::hl7::split::split(&raw) {
             if m[..] != raw[..] {
                 payloads.push(m.to_vec());
             }

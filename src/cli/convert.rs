@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 
-use crate::replay::split;
+use crate::hl7::split;
 use crate::transform::{Mapped, Mapper, Tables};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

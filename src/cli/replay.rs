@@ -12,7 +12,8 @@ use bytes::Bytes;
 use clap::Args;
 
 use crate::hl7::message::{read, ReadOptions};
-use crate::replay::{self, split, Progress, ReplayOptions, Report};
+use crate::hl7::split;
+use crate::replay::{self, Progress, ReplayOptions, Report};
 use crate::server::tls::{ClientTlsOptions, TlsClient};
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 
 use super::ack::{escape, hl7_now, ControlIds};
-use super::message::{strip_bom, Delimiters};
+use super::message::{trim_start, Delimiters};
 
 /// FHS or BHS fields the reply needs. Values are raw, as sent.
 #[derive(Debug, Clone, Default)]
@@ -32,13 +32,13 @@ pub struct Batch {
 
 /// True when a frame starts with FHS or BHS (after an optional BOM).
 pub fn is_batch(frame: &[u8]) -> bool {
-    let f = strip_bom(frame);
+    let f = trim_start(frame);
     f.starts_with(b"FHS") || f.starts_with(b"BHS")
 }
 
 /// Splits a batch frame. Never fails: what it cannot place is counted in `stray_lines`.
 pub fn split(frame: &Bytes) -> Batch {
-    let base = frame.len() - strip_bom(frame).len();
+    let base = frame.len() - trim_start(frame).len();
     let mut batch = Batch::default();
     let mut current: Option<usize> = None;
     let mut pos = base;

@@ -1,10 +1,8 @@
 //! HL7 v2.5.1 field and component names, for people reading messages
-//! (`hl7bridge inspect`), and a decoder that shows escape sequences readably.
+//! (`hl7bridge inspect`).
 //!
 //! Only the segments and composite types the bridge routes and maps are
 //! named; anything else is shown by number. Names follow the v2.5.1 standard.
-
-use super::message::Delimiters;
 
 /// (field name, data type), indexed by field number - 1.
 type Fields = &'static [(&'static str, &'static str)];
@@ -607,156 +605,6 @@ pub fn component(data_type: &str, n: usize) -> Option<(&'static str, &'static st
     Some((name, ty))
 }
 
-/// True for the date/time types whose values [`readable_time`] can spell out.
-pub fn is_time(data_type: &str) -> bool {
-    matches!(data_type, "TS" | "DTM" | "DT")
-}
-
-/// A DTM/DT value (`YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]`) spelled out as
-/// `YYYY-MM-DD HH:MM:SS.S +ZZZZ`, or None if it is not one.
-pub fn readable_time(v: &str) -> Option<String> {
-    let v = v.trim();
-    let (main, zone) = match v.find(['+', '-']) {
-        Some(i) => (&v[..i], Some(&v[i..])),
-        None => (v, None),
-    };
-    let (digits, fraction) = match main.split_once('.') {
-        Some((d, f)) => (d, Some(f)),
-        None => (main, None),
-    };
-    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !all_digits(digits) || !matches!(digits.len(), 4 | 6 | 8 | 10 | 12 | 14) {
-        return None;
-    }
-    if fraction.is_some_and(|f| digits.len() != 14 || !all_digits(f) || f.len() > 4) {
-        return None;
-    }
-    let num = |a: usize| digits.get(a..a + 2).and_then(|s| s.parse::<u32>().ok());
-    let limits = [(4, 1, 12), (6, 1, 31), (8, 0, 23), (10, 0, 59), (12, 0, 59)];
-    for (at, lo, hi) in limits {
-        if let Some(n) = num(at) {
-            if n < lo || n > hi {
-                return None;
-            }
-        }
-    }
-    let mut out = digits[..4].to_owned();
-    for at in [4, 6] {
-        if let Some(part) = digits.get(at..at + 2) {
-            out.push('-');
-            out.push_str(part);
-        }
-    }
-    if let Some(h) = digits.get(8..10) {
-        out.push(' ');
-        out.push_str(h);
-        out.push(':');
-        out.push_str(digits.get(10..12).unwrap_or("00"));
-        if let Some(s) = digits.get(12..14) {
-            out.push(':');
-            out.push_str(s);
-        }
-        if let Some(f) = fraction {
-            out.push('.');
-            out.push_str(f);
-        }
-    }
-    if let Some(z) = zone {
-        let zd = &z[1..];
-        if zd.len() != 4 || !all_digits(zd) {
-            return None;
-        }
-        out.push(' ');
-        out.push_str(z);
-    }
-    Some(out)
-}
-
-/// Decodes escape sequences for display.
-///
-/// Delimiter escapes (`\F\ \S\ \T\ \R\ \E\`) and hex data (`\Xhh..\`, read as
-/// UTF-8, else Latin-1) become the characters they stand for. Formatting
-/// escapes stay visible: `\.br\` (and `\.sp n\`, `\.ce\`) become line
-/// breaks, the others a marker in braces (`\H\` `{highlight}`, `\N\`
-/// `{/highlight}`, `\.in +4\` `{indent +4}`, ...). A sequence that is not
-/// understood, or not closed, is kept as sent.
-pub fn unescape(v: &str, d: &Delimiters) -> String {
-    let esc = d.escape;
-    if !v.contains(esc) {
-        return v.to_owned();
-    }
-    let mut out = String::with_capacity(v.len());
-    let mut rest = v;
-    while let Some(start) = rest.find(esc) {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + esc.len_utf8()..];
-        let Some(end) = after.find(esc) else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let seq = &after[..end];
-        match decode_one(seq, d) {
-            Some(text) => out.push_str(&text),
-            None => {
-                out.push(esc);
-                out.push_str(seq);
-                out.push(esc);
-            }
-        }
-        rest = &after[end + esc.len_utf8()..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn decode_one(seq: &str, d: &Delimiters) -> Option<String> {
-    let arg = |s: &str| s.trim().to_owned();
-    let lines = |n: &str| {
-        let n: usize = n.trim().trim_start_matches('+').parse().unwrap_or(1);
-        "\n".repeat(n.clamp(1, 10))
-    };
-    Some(match seq {
-        "F" => d.field.to_string(),
-        "S" => d.component.to_string(),
-        "T" => d.subcomponent.to_string(),
-        "R" => d.repetition.to_string(),
-        "E" => d.escape.to_string(),
-        "H" => "{highlight}".to_owned(),
-        "N" => "{/highlight}".to_owned(),
-        ".br" => "\n".to_owned(),
-        ".fi" => "{fill}".to_owned(),
-        ".nf" => "{no-fill}".to_owned(),
-        ".ce" => "\n{center}".to_owned(),
-        s if s.starts_with(".sp") => lines(&s[3..]),
-        s if s.starts_with(".in") => format!("{{indent {}}}", arg(&s[3..])),
-        s if s.starts_with(".ti") => format!("{{temporary indent {}}}", arg(&s[3..])),
-        s if s.starts_with(".sk") => format!("{{skip {}}}", arg(&s[3..])),
-        s if s.starts_with('X') => hex(&s[1..])?,
-        s if s.starts_with('C') || s.starts_with('M') => {
-            let code = &s[1..];
-            if code.is_empty() || !code.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return None;
-            }
-            format!("{{charset {code}}}")
-        }
-        s if s.starts_with('Z') => format!("{{local {}}}", &s[1..]),
-        _ => return None,
-    })
-}
-
-fn hex(h: &str) -> Option<String> {
-    if h.is_empty() || h.len() % 2 != 0 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let bytes: Vec<u8> = (0..h.len() / 2)
-        .map(|i| u8::from_str_radix(h.get(i * 2..i * 2 + 2)?, 16).ok())
-        .collect::<Option<_>>()?;
-    Some(match String::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => e.into_bytes().into_iter().map(char::from).collect(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -771,39 +619,5 @@ mod tests {
         assert_eq!(component("CX", 4), Some(("Assigning Authority", "HD")));
         assert_eq!(component("CE", 9), None);
         assert_eq!(component("CWE", 9).map(|c| c.0), Some("Original Text"));
-    }
-
-    #[test]
-    fn escapes_are_shown_readably() {
-        let d = Delimiters::default();
-        assert_eq!(
-            unescape("a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\", &d),
-            "a|b^c&d~e\\"
-        );
-        assert_eq!(unescape("\\X41C3A9\\", &d), "Aé");
-        assert_eq!(unescape("\\XE9\\", &d), "é");
-        assert_eq!(
-            unescape("\\H\\bold\\N\\\\.br\\next", &d),
-            "{highlight}bold{/highlight}\nnext"
-        );
-        assert_eq!(unescape("\\.in +4\\x\\.sp 2\\y", &d), "{indent +4}x\n\ny");
-        assert_eq!(unescape("open \\X4", &d), "open \\X4");
-        assert_eq!(unescape("\\Q\\ \\X4\\", &d), "\\Q\\ \\X4\\");
-    }
-
-    #[test]
-    fn times_are_spelled_out_when_they_are_times() {
-        assert_eq!(
-            readable_time("20261115103000").as_deref(),
-            Some("2026-11-15 10:30:00")
-        );
-        assert_eq!(
-            readable_time("202611151030-0500").as_deref(),
-            Some("2026-11-15 10:30 -0500")
-        );
-        assert_eq!(readable_time("19850612").as_deref(), Some("1985-06-12"));
-        assert_eq!(readable_time("20261415").as_deref(), None);
-        assert_eq!(readable_time("abc").as_deref(), None);
-        assert_eq!(readable_time("2026111510300").as_deref(), None);
     }
 }

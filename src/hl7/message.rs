@@ -17,8 +17,7 @@ use hl7_parser::Message;
 
 use super::charset::{Charset, CharsetError};
 use super::error::{ErrorCode, Reject};
-
-const BOM: &[u8] = b"\xEF\xBB\xBF";
+use super::split::strip_bom;
 
 /// The delimiters declared by MSH-1 and MSH-2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,8 +114,8 @@ impl Default for ReadOptions {
 /// Strips a UTF-8 byte order mark and any whitespace before the first
 /// segment (some senders put a newline inside the frame before MSH). Only
 /// the parse copy is trimmed; the stored value keeps every byte.
-pub fn strip_bom(raw: &[u8]) -> &[u8] {
-    let raw = raw.strip_prefix(BOM).unwrap_or(raw);
+pub fn trim_start(raw: &[u8]) -> &[u8] {
+    let raw = strip_bom(raw);
     let start = raw
         .iter()
         .position(|b| !b.is_ascii_whitespace())
@@ -127,7 +126,7 @@ pub fn strip_bom(raw: &[u8]) -> &[u8] {
 /// Reads the MSH alone, from raw bytes, so that even a message whose body is
 /// broken gets an ACK that quotes its MSH-10 and echoes its delimiters.
 pub fn read_header_only(raw: &[u8], opts: ReadOptions) -> Option<MessageHeader> {
-    let raw = strip_bom(raw);
+    let raw = trim_start(raw);
     let end = raw
         .iter()
         .position(|&b| b == b'\r' || b == b'\n')
@@ -186,7 +185,7 @@ enum Keep {
 
 /// Decodes the charset and normalises separators and MSH-2.
 fn prepare(raw: &[u8], opts: ReadOptions, keep: Keep) -> Result<Prepared<'_>, Reject> {
-    let raw = strip_bom(raw);
+    let raw = trim_start(raw);
     if !raw.starts_with(b"MSH") {
         return Err(Reject::new(
             ErrorCode::SegmentSequence,

@@ -1,4 +1,5 @@
-//! HL7 v2: reading messages, keys, batches and acknowledgements.
+//! HL7 v2: reading messages, keys, batches and acknowledgements, and
+//! splitting files into messages.
 pub mod ack;
 pub mod batch;
 pub mod charset;
@@ -6,6 +7,7 @@ pub mod error;
 pub mod fields;
 pub mod message;
 pub mod patient_key;
+pub mod split;
 
 pub use ack::{AckCode, AckMode, Disposition};
 pub use charset::Charset;

@@ -5,8 +5,6 @@
 //! next, as interface engines do. Every ACK's MSA-2 must equal the MSH-10
 //! that was sent; anything else is a mismatch.
 
-pub mod split;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -1,10 +1,13 @@
-//! Splitting files into messages, for replay: whatever shape analysts and
-//! interface-engine captures come in.
+//! Splitting files into messages, for `replay`, `convert` and `inspect`:
+//! whatever shape analysts and interface-engine captures come in.
 //!
 //! Accepted: one or many messages per file; CR, LF or CRLF segment
-//! separators; a UTF-8 BOM; FHS/BHS batch files (their messages are sent one
-//! by one); MLLP-framed captures (`<VT>…<FS><CR>`). Messages are sent with CR
-//! separators, as MLLP senders do.
+//! separators; a UTF-8 BOM; FHS/BHS batch files (their messages come out one
+//! by one); MLLP-framed captures (`<VT>…<FS><CR>`). Messages come out with CR
+//! separators, as MLLP senders send them.
+//!
+//! This is also the one place that knows what a byte order mark is
+//! ([`strip_bom`]) and what a line of a file is ([`lines`]).
 
 use std::path::{Path, PathBuf};
 
@@ -14,13 +17,33 @@ use tokio_util::codec::Decoder;
 use crate::hl7::batch;
 use crate::mllp::{MllpCodec, START};
 
-/// One message found in an input file.
-#[derive(Debug, Clone)]
-pub struct Found {
-    pub file: PathBuf,
-    /// 1-based position of the message within its file.
-    pub index: usize,
-    pub bytes: Bytes,
+/// The UTF-8 byte order mark some editors put at the start of a file.
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// `bytes` without a leading UTF-8 byte order mark.
+pub fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(BOM).unwrap_or(bytes)
+}
+
+/// The lines of a file as an editor counts them: CR, LF and CRLF each end
+/// one line, and the text after the last line end is one more line (empty
+/// if the file ends with a line end). A BOM is not part of the first line.
+pub fn lines(content: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(strip_bom(content));
+    std::iter::from_fn(move || {
+        let text = rest?;
+        let Some(end) = text.iter().position(|&b| b == b'\r' || b == b'\n') else {
+            rest = None;
+            return Some(text);
+        };
+        let skip = if text[end..].starts_with(b"\r\n") {
+            2
+        } else {
+            1
+        };
+        rest = Some(&text[end + skip..]);
+        Some(&text[..end])
+    })
 }
 
 /// Files under `paths`: directories recursively, each level in sorted order.
@@ -97,9 +120,8 @@ fn split_unframed(content: &[u8]) -> Vec<Bytes> {
 /// BOM stripped, CRLF and LF turned into CR, blank lines dropped, one
 /// trailing CR.
 fn to_cr(content: &[u8]) -> Vec<u8> {
-    let content = content.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(content);
     let mut out = Vec::with_capacity(content.len() + 1);
-    for line in content.split(|&b| b == b'\n' || b == b'\r') {
+    for line in lines(content) {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -155,6 +177,16 @@ mod tests {
             split(&b),
             vec![Bytes::from_static(A), Bytes::from_static(B)]
         );
+    }
+
+    #[test]
+    fn cr_lf_and_crlf_each_end_one_line_and_a_bom_is_not_text() {
+        let got: Vec<&[u8]> = lines(b"\xEF\xBB\xBFa\rb\nc\r\nd\n\re\n").collect();
+        let want: Vec<&[u8]> = vec![b"a", b"b", b"c", b"d", b"", b"e", b""];
+        assert_eq!(got, want);
+        assert_eq!(lines(b"").collect::<Vec<_>>(), vec![&b""[..]]);
+        assert_eq!(strip_bom(b"\xEF\xBB\xBFMSH"), b"MSH");
+        assert_eq!(strip_bom(b"MSH\xEF\xBB\xBF"), b"MSH\xEF\xBB\xBF");
     }
 
     #[test]
