@@ -51,7 +51,9 @@ const CARRIED: &[&str] = &[
 pub struct StageConfig {
     /// Raw topics to read.
     pub inputs: Vec<String>,
-    /// Output topic prefix: `<prefix>encounter`, `<prefix>observation`, `<prefix>dlq`.
+    /// Output topic prefix: `<prefix>encounter`, `<prefix>observation`,
+    /// `<prefix>patient`, `<prefix>diagnosticreport`, `<prefix>servicerequest`,
+    /// `<prefix>specimen`, `<prefix>dlq`.
     pub output_prefix: String,
     /// How long a (sender, MSH-10, bytes) triple is remembered.
     pub dedup_window: Duration,
@@ -85,6 +87,10 @@ impl StageConfig {
         OutputTopics {
             encounter: format!("{}encounter", self.output_prefix),
             observation: format!("{}observation", self.output_prefix),
+            patient: format!("{}patient", self.output_prefix),
+            diagnostic_report: format!("{}diagnosticreport", self.output_prefix),
+            service_request: format!("{}servicerequest", self.output_prefix),
+            specimen: format!("{}specimen", self.output_prefix),
             dlq: format!("{}dlq", self.output_prefix),
         }
     }
@@ -94,12 +100,36 @@ impl StageConfig {
 pub struct OutputTopics {
     pub encounter: String,
     pub observation: String,
+    pub patient: String,
+    pub diagnostic_report: String,
+    pub service_request: String,
+    pub specimen: String,
     pub dlq: String,
 }
 
 impl OutputTopics {
-    pub fn all(&self) -> [&str; 3] {
-        [&self.encounter, &self.observation, &self.dlq]
+    pub fn all(&self) -> [&str; 7] {
+        [
+            &self.encounter,
+            &self.observation,
+            &self.patient,
+            &self.diagnostic_report,
+            &self.service_request,
+            &self.specimen,
+            &self.dlq,
+        ]
+    }
+
+    /// The topic of each resource type, in [`avro::RESOURCE_SCHEMAS`] order.
+    fn by_resource(&self) -> [&String; 6] {
+        [
+            &self.encounter,
+            &self.observation,
+            &self.patient,
+            &self.diagnostic_report,
+            &self.service_request,
+            &self.specimen,
+        ]
     }
 }
 
@@ -167,21 +197,19 @@ pub enum StageError {
     Setup(String),
 }
 
-/// Schema ids under which each resource type is written.
+/// Schema ids under which each resource type is written, in
+/// [`avro::RESOURCE_SCHEMAS`] order.
 #[derive(Debug, Clone, Copy)]
-struct SchemaIds {
-    encounter: u32,
-    observation: u32,
-}
+struct SchemaIds([u32; 6]);
 
 pub struct Stage {
     mapper: Mapper,
     schemas: FhirSchemas,
     ids: SchemaIds,
     topics: OutputTopics,
-    /// Last wire-record size per resource type (Encounter, Observation), to
-    /// size the next output buffer without regrowing it.
-    size_hint: [AtomicUsize; 2],
+    /// Last wire-record size per resource type ([`avro::RESOURCE_SCHEMAS`]
+    /// order), to size the next output buffer without regrowing it.
+    size_hint: [AtomicUsize; 6],
 }
 
 impl Stage {
@@ -192,22 +220,18 @@ impl Stage {
         registry: &SchemaRegistry,
     ) -> Result<Self, StageError> {
         let topics = cfg.topics();
-        let encounter = registry
-            .register(&topic_name_subject(&topics.encounter), avro::ENCOUNTER_AVSC)
-            .await?;
-        let observation = registry
-            .register(
-                &topic_name_subject(&topics.observation),
-                avro::OBSERVATION_AVSC,
-            )
-            .await?;
+        let mut ids = [0; 6];
+        for ((id, topic), (_, avsc)) in ids
+            .iter_mut()
+            .zip(topics.by_resource())
+            .zip(avro::RESOURCE_SCHEMAS)
+        {
+            *id = registry.register(&topic_name_subject(topic), avsc).await?;
+        }
         Ok(Self {
             mapper,
             schemas: FhirSchemas::builtin(),
-            ids: SchemaIds {
-                encounter,
-                observation,
-            },
+            ids: SchemaIds(ids),
             topics,
             size_hint: Default::default(),
         })
@@ -265,19 +289,14 @@ impl Stage {
         index: usize,
     ) -> Result<Record, String> {
         let kind = resource.resource_type();
-        let (topic, id, hint) = match kind {
-            "Encounter" => (
-                &self.topics.encounter,
-                self.ids.encounter,
-                &self.size_hint[0],
-            ),
-            "Observation" => (
-                &self.topics.observation,
-                self.ids.observation,
-                &self.size_hint[1],
-            ),
-            other => return Err(format!("no output topic for resource type {other:?}")),
+        let Some(i) = avro::RESOURCE_SCHEMAS.iter().position(|(k, _)| *k == kind) else {
+            return Err(format!("no output topic for resource type {kind:?}"));
         };
+        let (topic, id, hint) = (
+            self.topics.by_resource()[i],
+            self.ids.0[i],
+            &self.size_hint[i],
+        );
         let encoder = self
             .schemas
             .encoder(kind)
