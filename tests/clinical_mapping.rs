@@ -107,12 +107,34 @@ fn the_pid_demographics_reach_the_patient() {
     assert_eq!(
         p["telecom"],
         json!([
-            {"system": "phone", "value": "+1 555 5560001", "use": "home"},
+            {"system": "phone", "value": "+1 555 5560001", "use": "home", "rank": 1,
+             "period": {"start": "2020-01-01"}},
             {"system": "email", "value": "juliet@example.org"},
             {"system": "phone", "value": "+1 555 5560002", "use": "work"}
         ])
     );
     assert_eq!(p["maritalStatus"]["coding"][0]["code"], "M");
+    let urls: Vec<&str> = p["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["url"].as_str().unwrap().rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        urls,
+        ["patient-mothersMaidenName", "patient-religion", "patient-birthPlace", "patient-citizenship"]
+    );
+    assert_eq!(p["extension"][3]["extension"][0]["url"], "code");
+    assert!(
+        p["address"][0].get("district").is_none(),
+        "PID-12 beside two addresses: the IG's target is ambiguous, not mapped"
+    );
+    assert_eq!(p["address"][1]["type"], "postal", "XAD-7 M");
+    let second = &rs[2];
+    assert_eq!(second["address"][0]["district"], "TESTCOUNTY", "XAD-9");
+    assert_eq!(second["deceasedDateTime"], "2026-11-15T22:00:00+00:00");
+    assert!(second.get("deceasedBoolean").is_none());
+    assert_eq!(second["multipleBirthBoolean"], true);
     assert_eq!(p["multipleBirthInteger"], 2);
     assert!(p.get("multipleBirthBoolean").is_none(), "PID-25 wins over PID-24");
     assert_eq!(p["deceasedBoolean"], false);

@@ -86,6 +86,13 @@ const GOLDEN: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "oru_r01_v24_obr15.hl7",
+        &[
+            "OBR[Specimen] (before v2.5): OBR-2 -> accessionIdentifier, OBR-7/8 -> collection.collectedPeriod, OBR-9 -> collection.quantity, OBR-10 -> collection.collector, OBR-14 -> receivedTime",
+            "SPS[Specimen-Source]: SPS-1 -> type, SPS-2 -> container.additive, SPS-3 -> note, SPS-4 -> collection.bodySite, SPS-6 -> condition",
+        ],
+    ),
+    (
         "adt_a40_v251.hl7",
         &[
             "MRG-1 -> prior Patient (identifier, active false, link replaced-by the PID's Patient)",
