@@ -728,14 +728,18 @@ proptest! {
 /// of them that the mutations above start from real content).
 #[test]
 fn unmutated_fixtures_pass_the_property() {
-    let mut resources = 0;
+    let (mut resources, mut references) = (0, 0);
     for raw in fixtures() {
         if let Ok(Mapped::Resources(rs)) = mapper().map(raw) {
             resources += rs.len();
+            rs.iter()
+                .for_each(|r| literal_references(r, &mut |_| references += 1));
         }
         check(raw, &[]).unwrap();
     }
     assert!(resources >= 60, "{resources}");
+    // Every type links to another: the resolution check has work to do.
+    assert!(references >= 150, "{references} literal references");
 }
 
 /// Removes what legitimately depends on the raw bytes: resource ids (hashes
