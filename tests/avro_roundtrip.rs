@@ -111,7 +111,10 @@ fn every_fixture_resource_round_trips_exactly() {
         resources.len()
     );
     for (rt, _) in RESOURCE_SCHEMAS {
-        assert!(by_type.get(rt).is_some_and(|&n| n > 0), "no {rt}: {by_type:?}");
+        assert!(
+            by_type.get(rt).is_some_and(|&n| n > 0),
+            "no {rt}: {by_type:?}"
+        );
     }
 }
 
@@ -674,8 +677,7 @@ fn an_added_optional_field_reads_data_written_with_the_builtin() {
 #[test]
 fn the_observation_schema_evolved_backward_compatibly() {
     let schemas = FhirSchemas::builtin();
-    let mut previous: Value =
-        serde_json::from_str(hl7bridge::avro::OBSERVATION_AVSC).unwrap();
+    let mut previous: Value = serde_json::from_str(hl7bridge::avro::OBSERVATION_AVSC).unwrap();
     previous["fields"]
         .as_array_mut()
         .unwrap()

@@ -25,7 +25,11 @@ fn of_type<'a>(rs: &'a [Value], rt: &str) -> Vec<&'a Value> {
 }
 
 fn reference(r: &Value) -> String {
-    format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap())
+    format!(
+        "{}/{}",
+        r["resourceType"].as_str().unwrap(),
+        r["id"].as_str().unwrap()
+    )
 }
 
 /// The Patient a one-PID A08 about `pid3` gives: the record every message
@@ -43,7 +47,10 @@ fn every_message_about_a_patient_upserts_the_same_patient_and_its_resources_name
     let oru = map(&fixture("oru_r01_v251.hl7"));
     let patients = of_type(&oru, "Patient");
     assert_eq!(patients.len(), 1);
-    assert_eq!(patients[0]["id"], adt["id"], "same patient key, same Patient id");
+    assert_eq!(
+        patients[0]["id"], adt["id"],
+        "same patient key, same Patient id"
+    );
     for r in &oru {
         if let Some(subject) = r.get("subject") {
             assert_eq!(subject["reference"], json!(reference(&adt)));
@@ -62,9 +69,18 @@ fn a_merge_links_each_survivor_and_its_prior_patient_both_ways() {
         ("MRN60002^^^GENHOSP^MR", "MRN60008^^^GENHOSP^MR"),
     ] {
         // The ids are those every other message about these patients uses.
-        let (s_id, p_id) = (patient_of(survivor)["id"].clone(), patient_of(prior)["id"].clone());
-        let s = patients.iter().find(|p| p["id"] == s_id).expect("the survivor");
-        let p = patients.iter().find(|p| p["id"] == p_id).expect("the prior patient");
+        let (s_id, p_id) = (
+            patient_of(survivor)["id"].clone(),
+            patient_of(prior)["id"].clone(),
+        );
+        let s = patients
+            .iter()
+            .find(|p| p["id"] == s_id)
+            .expect("the survivor");
+        let p = patients
+            .iter()
+            .find(|p| p["id"] == p_id)
+            .expect("the prior patient");
         assert!(s.get("active").is_none(), "{s:#}");
         assert_eq!(s["link"][0]["type"], "replaces");
         assert_eq!(s["link"][0]["other"]["reference"], json!(reference(p)));
@@ -87,7 +103,11 @@ fn an_mrg_naming_the_pids_own_patient_or_a_non_merge_event_links_nothing() {
     assert!(rs[0].get("link").is_none());
     let moved = b"MSH|^~\\&|A|F|B|G|2026||ADT^A43|M2|P|2.5.1\rPID|||P1^^^H^MR\rMRG|P2^^^H^MR\r";
     let rs = map(moved);
-    assert_eq!(of_type(&rs, "Patient").len(), 1, "A43 moves, it does not merge");
+    assert_eq!(
+        of_type(&rs, "Patient").len(),
+        1,
+        "A43 moves, it does not merge"
+    );
     assert!(rs[0].get("link").is_none());
 }
 
@@ -122,7 +142,12 @@ fn the_pid_demographics_reach_the_patient() {
         .collect();
     assert_eq!(
         urls,
-        ["patient-mothersMaidenName", "patient-religion", "patient-birthPlace", "patient-citizenship"]
+        [
+            "patient-mothersMaidenName",
+            "patient-religion",
+            "patient-birthPlace",
+            "patient-citizenship"
+        ]
     );
     assert_eq!(p["extension"][3]["extension"][0]["url"], "code");
     assert!(
@@ -136,7 +161,10 @@ fn the_pid_demographics_reach_the_patient() {
     assert!(second.get("deceasedBoolean").is_none());
     assert_eq!(second["multipleBirthBoolean"], true);
     assert_eq!(p["multipleBirthInteger"], 2);
-    assert!(p.get("multipleBirthBoolean").is_none(), "PID-25 wins over PID-24");
+    assert!(
+        p.get("multipleBirthBoolean").is_none(),
+        "PID-25 wins over PID-24"
+    );
     assert_eq!(p["deceasedBoolean"], false);
     assert_eq!(p["generalPractitioner"][0]["type"], "Organization");
     assert_eq!(p["generalPractitioner"][1]["type"], "Practitioner");
@@ -148,22 +176,37 @@ fn an_orm_yields_one_service_request_per_order_group_supported_by_its_own_observ
     let requests = of_type(&rs, "ServiceRequest");
     let observations = of_type(&rs, "Observation");
     assert_eq!((requests.len(), observations.len()), (2, 2));
-    assert!(of_type(&rs, "DiagnosticReport").is_empty(), "an order is no report");
+    assert!(
+        of_type(&rs, "DiagnosticReport").is_empty(),
+        "an order is no report"
+    );
     for (sr, obs) in requests.iter().zip(&observations) {
         assert_eq!(sr["intent"], "order");
         assert_eq!(sr["status"], "active");
         assert_eq!(sr["supportingInfo"], json!([{"reference": reference(obs)}]));
-        assert_eq!(sr["subject"]["reference"], rs.iter().find(|r| r["resourceType"] == "Patient").map(|p| json!(reference(p))).unwrap());
+        assert_eq!(
+            sr["subject"]["reference"],
+            rs.iter()
+                .find(|r| r["resourceType"] == "Patient")
+                .map(|p| json!(reference(p)))
+                .unwrap()
+        );
         assert_eq!(sr["identifier"][0]["type"]["coding"][0]["code"], "PLAC");
     }
     let first = requests[0];
     assert_eq!(first["priority"], "stat", "TQ1-9");
-    assert_eq!(first["occurrencePeriod"]["start"], "2026-11-16T10:00:00+00:00");
+    assert_eq!(
+        first["occurrencePeriod"]["start"],
+        "2026-11-16T10:00:00+00:00"
+    );
     assert_eq!(first["authoredOn"], "2026-11-16T09:00:00+00:00");
     assert_eq!(first["note"][0]["text"], "Patient fasting since midnight");
     assert_eq!(first["requisition"]["value"], "GRP60003");
     assert_eq!(requests[1]["priority"], "routine", "OBR-5 without TQ1");
-    assert_eq!(requests[1]["occurrenceDateTime"], "2026-11-16T12:00:00+00:00");
+    assert_eq!(
+        requests[1]["occurrenceDateTime"],
+        "2026-11-16T12:00:00+00:00"
+    );
 }
 
 #[test]
@@ -172,26 +215,57 @@ fn an_oru_yields_one_report_per_obr_with_its_results_and_specimens() {
     let reports = of_type(&rs, "DiagnosticReport");
     let observations = of_type(&rs, "Observation");
     let specimens = of_type(&rs, "Specimen");
-    assert_eq!((reports.len(), observations.len(), specimens.len()), (2, 3, 2));
-    assert!(of_type(&rs, "ServiceRequest").is_empty(), "off by default for an ORU");
-    let refs = |rs: &[&Value]| -> Value { rs.iter().map(|r| json!({"reference": reference(r)})).collect() };
+    assert_eq!(
+        (reports.len(), observations.len(), specimens.len()),
+        (2, 3, 2)
+    );
+    assert!(
+        of_type(&rs, "ServiceRequest").is_empty(),
+        "off by default for an ORU"
+    );
+    let refs = |rs: &[&Value]| -> Value {
+        rs.iter()
+            .map(|r| json!({"reference": reference(r)}))
+            .collect()
+    };
     assert_eq!(reports[0]["result"], refs(&observations[..2]));
     assert_eq!(reports[1]["result"], refs(&observations[2..]));
-    assert_eq!((reports[0]["status"].as_str(), reports[1]["status"].as_str()), (Some("final"), Some("preliminary")));
-    assert_eq!(reports[0]["effectivePeriod"]["end"], "2026-11-16T08:15:00+00:00");
+    assert_eq!(
+        (reports[0]["status"].as_str(), reports[1]["status"].as_str()),
+        (Some("final"), Some("preliminary"))
+    );
+    assert_eq!(
+        reports[0]["effectivePeriod"]["end"],
+        "2026-11-16T08:15:00+00:00"
+    );
     assert_eq!(reports[0]["issued"], "2026-11-16T13:30:00+00:00");
     assert_eq!(reports[0]["basedOn"][0]["type"], "ServiceRequest");
-    assert!(reports[0]["basedOn"][0].get("reference").is_none(), "no ServiceRequest emitted");
+    assert!(
+        reports[0]["basedOn"][0].get("reference").is_none(),
+        "no ServiceRequest emitted"
+    );
     for (report, specimen) in reports.iter().zip(&specimens) {
-        assert_eq!(report["specimen"][0]["reference"], json!(reference(specimen)));
+        assert_eq!(
+            report["specimen"][0]["reference"],
+            json!(reference(specimen))
+        );
     }
-    assert_eq!(observations[0]["specimen"]["reference"], json!(reference(specimens[0])));
-    assert_eq!(observations[2]["specimen"]["reference"], json!(reference(specimens[1])));
+    assert_eq!(
+        observations[0]["specimen"]["reference"],
+        json!(reference(specimens[0]))
+    );
+    assert_eq!(
+        observations[2]["specimen"]["reference"],
+        json!(reference(specimens[1]))
+    );
     let s = specimens[0];
     assert_eq!(s["type"]["coding"][0]["code"], "SER");
     assert_eq!(s["status"], "available");
     assert_eq!(s["collection"]["method"]["coding"][0]["code"], "VENIP");
-    assert_eq!(s["collection"]["collectedDateTime"], "2026-11-16T08:00:00+00:00");
+    assert_eq!(
+        s["collection"]["collectedDateTime"],
+        "2026-11-16T08:00:00+00:00"
+    );
     assert_eq!(s["receivedTime"], "2026-11-16T08:30:00+00:00");
 }
 
@@ -214,8 +288,14 @@ fn with_the_setting_on_an_orus_orders_become_service_requests_the_reports_are_ba
     assert_eq!(requests.len(), 2);
     for (report, request) in of_type(&rs, "DiagnosticReport").iter().zip(&requests) {
         assert_eq!(report["basedOn"][0]["reference"], json!(reference(request)));
-        assert_eq!(report["basedOn"][0]["identifier"]["value"], request["identifier"][0]["value"]);
-        assert!(request.get("supportingInfo").is_none(), "results are the report's, not the order's");
+        assert_eq!(
+            report["basedOn"][0]["identifier"]["value"],
+            request["identifier"][0]["value"]
+        );
+        assert!(
+            request.get("supportingInfo").is_none(),
+            "results are the report's, not the order's"
+        );
     }
 }
 

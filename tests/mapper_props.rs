@@ -157,9 +157,18 @@ fn check(raw: &[u8], injected: &[String]) -> Result<(), TestCaseError> {
             // reference may name.
             let emitted: std::collections::HashSet<String> = rs
                 .iter()
-                .map(|r| format!("{}/{}", r["resourceType"].as_str().unwrap_or(""), r["id"].as_str().unwrap_or("")))
+                .map(|r| {
+                    format!(
+                        "{}/{}",
+                        r["resourceType"].as_str().unwrap_or(""),
+                        r["id"].as_str().unwrap_or("")
+                    )
+                })
                 .collect();
-            prop_assert!(emitted.len() == rs.len(), "two resources share a type and id");
+            prop_assert!(
+                emitted.len() == rs.len(),
+                "two resources share a type and id"
+            );
             for r in &rs {
                 let v = validators();
                 let rt = r["resourceType"].as_str();

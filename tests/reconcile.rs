@@ -152,7 +152,11 @@ async fn every_raw_record_has_its_outcome_and_tampering_is_found() {
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(summary(&report, "raw"), 6);
     assert_eq!(summary(&report, "resources"), 3, "ADT-1, ORU-1, ORU-2");
-    assert_eq!(summary(&report, "no_content"), 1, "the ADT without PID and PV1");
+    assert_eq!(
+        summary(&report, "no_content"),
+        1,
+        "the ADT without PID and PV1"
+    );
     assert_eq!(summary(&report, "duplicate"), 1, "the resend of ADT-1");
     assert_eq!(
         summary(&report, "dead_lettered"),

@@ -684,7 +684,9 @@ async fn the_evolved_observation_schema_registers_over_the_previous_version() {
         .retain(|f| f["name"] != "specimen");
     let subject = topic_name_subject("fhir.observation");
     let v1 = r.register(&subject, &previous.to_string()).await;
-    let v2 = r.register(&subject, hl7bridge::avro::OBSERVATION_AVSC).await;
+    let v2 = r
+        .register(&subject, hl7bridge::avro::OBSERVATION_AVSC)
+        .await;
     assert_ne!(v1, v2);
     assert_eq!(
         r.get(&format!("/subjects/{subject}/versions")).await,

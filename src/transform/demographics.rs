@@ -10,8 +10,8 @@ use super::fhir::{
     Address, CodeableConcept, ContactPoint, HumanName, Identifier, Period, Quantity, Reference,
     TextOnly,
 };
-use super::Context;
 use super::tables::Tables;
+use super::Context;
 use crate::hl7::message::Delimiters;
 
 const V2_0203: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
@@ -254,7 +254,11 @@ mod tests {
     fn xad_lines_and_use_from_the_address_type() {
         let d = Delimiters::default();
         assert_eq!(
-            js(address("1 MAIN ST&MAIN ST&1^APT 2^SPRINGFIELD^IL^62701^USA^H^^SANGAMON", &d, "+00:00")),
+            js(address(
+                "1 MAIN ST&MAIN ST&1^APT 2^SPRINGFIELD^IL^62701^USA^H^^SANGAMON",
+                &d,
+                "+00:00"
+            )),
             json!({"use": "home", "line": ["1 MAIN ST", "MAIN ST", "1", "APT 2"],
                    "city": "SPRINGFIELD", "district": "SANGAMON", "state": "IL",
                    "postalCode": "62701", "country": "USA"})
@@ -267,11 +271,21 @@ mod tests {
         let d = Delimiters::default();
         let tz = "+00:00";
         assert_eq!(
-            js(contact_point("^PRN^PH^^1^555^1234567", &d, tz, Some("home"))),
+            js(contact_point(
+                "^PRN^PH^^1^555^1234567",
+                &d,
+                tz,
+                Some("home")
+            )),
             json!({"system": "phone", "value": "+1 555 1234567", "use": "home"})
         );
         assert_eq!(
-            js(contact_point("^NET^Internet^jo@example.org", &d, tz, Some("home"))),
+            js(contact_point(
+                "^NET^Internet^jo@example.org",
+                &d,
+                tz,
+                Some("home")
+            )),
             json!({"system": "email", "value": "jo@example.org"}),
             "NET has no FHIR use: none, not the field's default"
         );

@@ -28,12 +28,20 @@ pub(super) fn map<'a>(
     let tz = t.default_timezone.as_str();
     let first = |n: usize| first_part(obr.field(n).unwrap_or(""), d.repetition);
     let Some(code) = codeable_concept(first(4), d, t, None) else {
-        tracing::warn!(field = "OBR-4", obr = g.n, "no service identifier: no DiagnosticReport");
+        tracing::warn!(
+            field = "OBR-4",
+            obr = g.n,
+            "no service identifier: no DiagnosticReport"
+        );
         return None;
     };
     let placer = entity_identifier(g.obr_or_orc(2, 2, d.repetition), d, t, Some("PLAC"));
     let filler = entity_identifier(g.obr_or_orc(3, 3, d.repetition), d, t, Some("FILL"));
-    let key = filler.as_ref().or(placer.as_ref()).map_or("", |i| i.value.as_ref()).to_owned();
+    let key = filler
+        .as_ref()
+        .or(placer.as_ref())
+        .map_or("", |i| i.value.as_ref())
+        .to_owned();
     // IG ORC-2: the report is based on the placer's order, a literal
     // reference when the ServiceRequest is emitted, else by its identifier.
     let based_on = match based_on {
@@ -65,7 +73,10 @@ pub(super) fn map<'a>(
             .flatten(),
         effective_period: ended.then(|| period(start, end, d, tz)).flatten(),
         issued: instant(first(22), ctx),
-        performer: [34, 35].into_iter().flat_map(|n| ndl(obr, n, ctx)).collect(),
+        performer: [34, 35]
+            .into_iter()
+            .flat_map(|n| ndl(obr, n, ctx))
+            .collect(),
         results_interpreter: ndl(obr, 32, ctx),
         specimen,
         result,

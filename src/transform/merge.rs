@@ -28,7 +28,11 @@ pub(super) const MERGE_EVENTS: &[&str] = &[
 
 /// The Patient id for a patient identified by `ids` (PID-3 or MRG-1), or by
 /// `fallback` (the message and the segment's position) when it has none.
-pub(super) fn patient_id(ids: &[PatientIdentifier], priority: &[String], fallback: &[&str]) -> String {
+pub(super) fn patient_id(
+    ids: &[PatientIdentifier],
+    priority: &[String],
+    fallback: &[&str],
+) -> String {
     match patient_key(ids, priority) {
         Some(key) => resource_id(&["Patient", &key]),
         None => {
@@ -63,7 +67,11 @@ pub(super) fn map_all<'a>(
         } else {
             let ids = patient_identifiers(pid.field(3).unwrap_or(""), d);
             let n = k.to_string();
-            patient_id(&ids, priority, &[&ctx.header.sending_facility, &ctx.header.control_id, &n])
+            patient_id(
+                &ids,
+                priority,
+                &[&ctx.header.sending_facility, &ctx.header.control_id, &n],
+            )
         };
         let survivor = patient::map(pid, find("PD1"), find("PV1"), id, ctx);
         let prior = find("MRG")
@@ -78,7 +86,11 @@ pub(super) fn map_all<'a>(
                     type_: "replaces",
                 });
                 prior.link.push(PatientLink {
-                    other: literal("Patient", &survivor.id, survivor.identifier.first().cloned()),
+                    other: literal(
+                        "Patient",
+                        &survivor.id,
+                        survivor.identifier.first().cloned(),
+                    ),
                     type_: "replaced-by",
                 });
                 add(&mut patients, survivor);
@@ -116,7 +128,10 @@ fn prior_patient<'a>(
     let mrg1 = mrg.field(1).unwrap_or("");
     let ids = patient_identifiers(mrg1, d);
     if ids.is_empty() {
-        tracing::warn!(field = "MRG-1", "no prior patient identifier: merge not linked");
+        tracing::warn!(
+            field = "MRG-1",
+            "no prior patient identifier: merge not linked"
+        );
         return None;
     }
     let reps = |n: usize| mrg.field(n).unwrap_or("").split(d.repetition);

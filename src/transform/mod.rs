@@ -221,7 +221,12 @@ mod tests {
         match Mapper::default().map(m.as_bytes()) {
             Ok(Mapped::Resources(r)) => r
                 .into_iter()
-                .filter(|r| matches!(r["resourceType"].as_str(), Some("Encounter" | "Observation")))
+                .filter(|r| {
+                    matches!(
+                        r["resourceType"].as_str(),
+                        Some("Encounter" | "Observation")
+                    )
+                })
                 .collect(),
             other => panic!("expected resources, got {other:?}"),
         }

@@ -69,7 +69,10 @@ pub(super) fn groups<'a>(msg: &'a MessageView<'a>) -> Vec<OrderGroup<'a>> {
                 }
             }
             "OBR" => {
-                if !groups.last().is_some_and(|g| g.obr.is_none() && g.obx.is_empty()) {
+                if !groups
+                    .last()
+                    .is_some_and(|g| g.obr.is_none() && g.obx.is_empty())
+                {
                     open(&mut groups);
                 }
                 in_results = false;
@@ -112,7 +115,14 @@ pub(super) fn groups<'a>(msg: &'a MessageView<'a>) -> Vec<OrderGroup<'a>> {
 pub(super) fn group_id(kind: &str, key: &str, ctx: &Context<'_>, n: usize, extra: &str) -> String {
     let facility = &ctx.header.sending_facility;
     if key.trim().is_empty() {
-        resource_id(&[kind, facility, "message", &ctx.header.control_id, &n.to_string(), extra])
+        resource_id(&[
+            kind,
+            facility,
+            "message",
+            &ctx.header.control_id,
+            &n.to_string(),
+            extra,
+        ])
     } else {
         resource_id(&[kind, facility, key, extra])
     }
@@ -159,14 +169,16 @@ pub(super) fn map_all<'a>(
                 .collect()
         };
         let wants_request = orders || (results && ctx.tables.service_request_from_results);
-        let request = wants_request.then(|| {
-            let supporting = if orders { results_of(g) } else { Vec::new() };
-            let mut sr = service_request::map(g, ctx, supporting, specimen_refs.clone())?;
-            if requests.iter().any(|r| r.id == sr.id) {
-                sr.id = repeated(&sr.id, g.n);
-            }
-            Some(sr)
-        }).flatten();
+        let request = wants_request
+            .then(|| {
+                let supporting = if orders { results_of(g) } else { Vec::new() };
+                let mut sr = service_request::map(g, ctx, supporting, specimen_refs.clone())?;
+                if requests.iter().any(|r| r.id == sr.id) {
+                    sr.id = repeated(&sr.id, g.n);
+                }
+                Some(sr)
+            })
+            .flatten();
         if results {
             let based_on = request
                 .as_ref()

@@ -5,13 +5,11 @@ use std::borrow::Cow;
 
 use super::codes::{self, lookup, yes_no};
 use super::datatypes::{
-    codeable_concept, datetime, first_part, identifier, parts, practitioner_ref,
-    string,
+    codeable_concept, datetime, first_part, identifier, parts, practitioner_ref, string,
 };
 use super::demographics::{address, contact_point, human_name, organization_ref, v2_0203};
 use super::fhir::{
-    Address, CodeableConcept, Coding, Element, Extension, Identifier, Patient,
-    PatientCommunication,
+    Address, CodeableConcept, Coding, Element, Extension, Identifier, Patient, PatientCommunication,
 };
 use super::Context;
 use crate::hl7::message::{Delimiters, SegmentView};
@@ -71,8 +69,10 @@ pub(super) fn map<'a>(
     let birth_order = first(25).trim().parse::<i32>().ok().filter(|n| *n > 0);
 
     let mut extension = Vec::new();
-    if let Some(maiden) = string(first_part(first_part(first(6), d.component), d.subcomponent), d)
-    {
+    if let Some(maiden) = string(
+        first_part(first_part(first(6), d.component), d.subcomponent),
+        d,
+    ) {
         extension.push(Extension {
             value_string: Some(maiden),
             ..Extension::new(concat!(
@@ -92,8 +92,14 @@ pub(super) fn map<'a>(
         });
     }
     for (n, url) in [
-        (26, "http://hl7.org/fhir/StructureDefinition/patient-citizenship"),
-        (28, "http://hl7.org/fhir/StructureDefinition/patient-nationality"),
+        (
+            26,
+            "http://hl7.org/fhir/StructureDefinition/patient-citizenship",
+        ),
+        (
+            28,
+            "http://hl7.org/fhir/StructureDefinition/patient-nationality",
+        ),
     ] {
         for cwe in reps(n) {
             if let Some(cc) = codeable_concept(cwe, d, t, Some("0171")) {
@@ -170,11 +176,7 @@ pub(super) fn map<'a>(
 
 /// DLN[Identifier]: the licence number (DLN-1), type DL, the issuing state
 /// (DLN-2) as the authority.
-fn driver_licence<'a>(
-    v: &'a str,
-    d: &Delimiters,
-    t: &super::Tables,
-) -> Option<Identifier<'a>> {
+fn driver_licence<'a>(v: &'a str, d: &Delimiters, t: &super::Tables) -> Option<Identifier<'a>> {
     let p = parts(v, d.component);
     Some(Identifier {
         type_: Some(v2_0203("DL")),

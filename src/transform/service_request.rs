@@ -5,7 +5,9 @@ use std::borrow::Cow;
 
 use super::codes::{self, lookup};
 use super::datatypes::{codeable_concept, datetime, first_part, identifier, practitioner_ref};
-use super::demographics::{cq_quantity, encounter_ref, entity_identifier, note_text, period, v2_0203};
+use super::demographics::{
+    cq_quantity, encounter_ref, entity_identifier, note_text, period, v2_0203,
+};
 use super::fhir::{Identifier, Reference, ServiceRequest};
 use super::orders::{group_id, OrderGroup};
 use super::specimen::eip;
@@ -33,7 +35,11 @@ pub(super) fn map<'a>(
 
     let placer = entity_identifier(g.obr_or_orc(2, 2, rep), d, t, Some("PLAC"));
     let filler = entity_identifier(g.obr_or_orc(3, 3, rep), d, t, Some("FILL"));
-    let key = placer.as_ref().or(filler.as_ref()).map_or("", |i| i.value.as_ref()).to_owned();
+    let key = placer
+        .as_ref()
+        .or(filler.as_ref())
+        .map_or("", |i| i.value.as_ref())
+        .to_owned();
     let mut ids: Vec<Identifier<'a>> = placer.into_iter().chain(filler).collect();
     // ORC-33 / OBR-53 alternate placer order number (CX), type PLAC.
     ids.extend(identifier(g.obr_or_orc(53, 33, rep), d, t).map(|mut i| {
@@ -41,7 +47,12 @@ pub(super) fn map<'a>(
         i
     }));
     ids.extend(entity_identifier(field(orc, 38), d, t, Some("FGN")));
-    let requisition = entity_identifier(first_part(field(orc, 4), d.component), &super::specimen::sub(d), t, Some("PGN"));
+    let requisition = entity_identifier(
+        first_part(field(orc, 4), d.component),
+        &super::specimen::sub(d),
+        t,
+        Some("PGN"),
+    );
 
     let order_control = field(orc, 1).trim().to_ascii_uppercase();
     let status = lookup(codes::ORDER_STATUS, field(orc, 5))
@@ -64,7 +75,8 @@ pub(super) fn map<'a>(
     let authored_on = (order_control == "NW")
         .then(|| datetime(first_part(field(orc, 9), d.component), tz))
         .flatten();
-    let requester = practitioner_ref(field(orc, 12), d, t).or_else(|| practitioner_ref(field(obr, 16), d, t));
+    let requester =
+        practitioner_ref(field(orc, 12), d, t).or_else(|| practitioner_ref(field(obr, 16), d, t));
     let note = g
         .notes
         .iter()

@@ -41,11 +41,7 @@ pub(super) fn sub(d: &Delimiters) -> Delimiters {
 }
 
 /// EIP to its placer (PLAC) and filler (FILL) identifiers.
-pub(super) fn eip<'a>(
-    v: &'a str,
-    d: &Delimiters,
-    ctx: &Context<'_>,
-) -> Vec<Identifier<'a>> {
+pub(super) fn eip<'a>(v: &'a str, d: &Delimiters, ctx: &Context<'_>) -> Vec<Identifier<'a>> {
     let p = parts(v, d.component);
     let sd = sub(d);
     [(p.get(0), "PLAC"), (p.get(1), "FILL")]
@@ -163,7 +159,10 @@ fn from_obr<'a>(
         method: None,
         body_site,
     };
-    let key = accession.as_ref().map_or("", |a| a.value.as_ref()).to_owned();
+    let key = accession
+        .as_ref()
+        .map_or("", |a| a.value.as_ref())
+        .to_owned();
     Some(Specimen {
         resource_type: "Specimen",
         id: Cow::Owned(group_id("Specimen", &key, ctx, g.n, "OBR")),
@@ -186,6 +185,9 @@ fn from_obr<'a>(
         condition: codeable_concept(sps.get(5), &sd, t, Some("0493"))
             .into_iter()
             .collect(),
-        note: free_text.map(|text| TextOnly { text }).into_iter().collect(),
+        note: free_text
+            .map(|text| TextOnly { text })
+            .into_iter()
+            .collect(),
     })
 }

@@ -154,10 +154,7 @@ pub struct Patient<'a> {
     pub multiple_birth_integer: Option<i32>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub communication: Vec<PatientCommunication<'a>>,
-    #[serde(
-        rename = "generalPractitioner",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(rename = "generalPractitioner", skip_serializing_if = "Vec::is_empty")]
     pub general_practitioner: Vec<Reference<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub link: Vec<PatientLink<'a>>,
@@ -189,10 +186,7 @@ pub struct DiagnosticReport<'a> {
     pub issued: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub performer: Vec<Reference<'a>>,
-    #[serde(
-        rename = "resultsInterpreter",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(rename = "resultsInterpreter", skip_serializing_if = "Vec::is_empty")]
     pub results_interpreter: Vec<Reference<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub specimen: Vec<Reference<'a>>,
