@@ -109,15 +109,8 @@ pub struct OutputTopics {
 
 impl OutputTopics {
     pub fn all(&self) -> [&str; 7] {
-        [
-            &self.encounter,
-            &self.observation,
-            &self.patient,
-            &self.diagnostic_report,
-            &self.service_request,
-            &self.specimen,
-            &self.dlq,
-        ]
+        let [e, o, p, r, s, sp] = self.by_resource();
+        [e, o, p, r, s, sp, &self.dlq]
     }
 
     /// The topic of each resource type, in [`avro::RESOURCE_SCHEMAS`] order.

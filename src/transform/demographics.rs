@@ -215,6 +215,17 @@ pub fn cq_quantity<'a>(v: &'a str, d: &Delimiters) -> Option<Quantity<'a>> {
     })
 }
 
+/// A logical reference, by identifier, to a resource the bridge does not
+/// emit (a parent specimen or order, the placer's order).
+pub fn logical<'a>(type_: &'static str, identifier: Identifier<'a>) -> Reference<'a> {
+    Reference {
+        reference: None,
+        type_: Some(type_),
+        identifier: Some(identifier),
+        display: None,
+    }
+}
+
 /// A `Reference` to a resource emitted for the same message, with its
 /// identifier beside it when the IG gives one.
 pub fn literal<'a>(

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use super::codes::{self, lookup};
 use super::datatypes::{codeable_concept, datetime, first_part, practitioner_ref};
-use super::demographics::{encounter_ref, entity_identifier, literal, period};
+use super::demographics::{encounter_ref, entity_identifier, literal, logical, period};
 use super::fhir::{DiagnosticReport, Identifier, Reference};
 use super::orders::{group_id, OrderGroup};
 use super::specimen::sub;
@@ -46,12 +46,7 @@ pub(super) fn map<'a>(
     // reference when the ServiceRequest is emitted, else by its identifier.
     let based_on = match based_on {
         Some((id, ident)) => Some(literal("ServiceRequest", &id, ident)),
-        None => placer.clone().map(|p| Reference {
-            reference: None,
-            type_: Some("ServiceRequest"),
-            identifier: Some(p),
-            display: None,
-        }),
+        None => placer.clone().map(|p| logical("ServiceRequest", p)),
     };
     let (start, end) = (first(7), first(8));
     let ended = !end.trim().is_empty();

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use super::codes::{self, lookup};
 use super::datatypes::{codeable_concept, datetime, first_part, identifier, practitioner_ref};
 use super::demographics::{
-    cq_quantity, encounter_ref, entity_identifier, note_text, period, v2_0203,
+    cq_quantity, encounter_ref, entity_identifier, logical, note_text, period, v2_0203,
 };
 use super::fhir::{Identifier, Reference, ServiceRequest};
 use super::orders::{group_id, OrderGroup};
@@ -85,12 +85,7 @@ pub(super) fn map<'a>(
         .collect();
     let based_on = reps(obr, 29)
         .flat_map(|p| eip(p, d, ctx))
-        .map(|id| Reference {
-            reference: None,
-            type_: Some("ServiceRequest"),
-            identifier: Some(id),
-            display: None,
-        })
+        .map(|id| logical("ServiceRequest", id))
         .collect();
     Some(ServiceRequest {
         resource_type: "ServiceRequest",

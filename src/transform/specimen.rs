@@ -7,10 +7,8 @@ use super::codes::{self, lookup};
 use super::datatypes::{
     codeable_concept, datetime, first_part, identifier, parts, practitioner_ref, string,
 };
-use super::demographics::{cq_quantity, entity_identifier, period};
-use super::fhir::{
-    Identifier, Reference, Specimen, SpecimenCollection, SpecimenContainer, TextOnly,
-};
+use super::demographics::{cq_quantity, entity_identifier, logical, period};
+use super::fhir::{Identifier, Specimen, SpecimenCollection, SpecimenContainer, TextOnly};
 use super::orders::{group_id, OrderGroup};
 use super::Context;
 use crate::hl7::message::{Delimiters, SegmentView};
@@ -105,12 +103,7 @@ fn from_spm<'a>(
         received_time: datetime(first_part(first(18), d.component), tz),
         parent: reps(3)
             .flat_map(|p| eip(p, d, ctx))
-            .map(|id| Reference {
-                reference: None,
-                type_: Some("Specimen"),
-                identifier: Some(id),
-                display: None,
-            })
+            .map(|id| logical("Specimen", id))
             .collect(),
         collection: (!collection.is_empty()).then_some(collection),
         container: (container.type_.is_some() || container.additive_codeable_concept.is_some())
