@@ -39,7 +39,7 @@ pub enum Mapped {
     /// FHIR resources as JSON: Encounter first, Observations in OBX order,
     /// then Patients, Specimens, ServiceRequests and DiagnosticReports.
     Resources(Vec<Value>),
-    /// A valid message with nothing to map (no PV1 and no OBX).
+    /// A valid message with nothing to map (no PID, PV1, OBX or order).
     NoContent,
 }
 

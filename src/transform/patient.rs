@@ -87,7 +87,10 @@ pub(super) fn map<'a>(
     ));
     if let Some(place) = string(first(23), d) {
         extension.push(Extension {
-            value_address: Some(text_address(place)),
+            value_address: Some(Address {
+                text: Some(place),
+                ..empty_address()
+            }),
             ..Extension::new("http://hl7.org/fhir/StructureDefinition/patient-birthPlace")
         });
     }
@@ -193,22 +196,20 @@ fn county<'a>(v: &'a str, d: &Delimiters, addresses: &mut Vec<Address<'a>>) {
         return;
     };
     match addresses.as_mut_slice() {
-        [] => {
-            let mut a = text_address(county.clone());
-            a.text = None;
-            a.district = Some(county);
-            addresses.push(a);
-        }
+        [] => addresses.push(Address {
+            district: Some(county),
+            ..empty_address()
+        }),
         [only] if only.district.is_none() => only.district = Some(county),
         _ => {}
     }
 }
 
-fn text_address(text: Cow<'_, str>) -> Address<'_> {
+fn empty_address<'a>() -> Address<'a> {
     Address {
         use_: None,
         type_: None,
-        text: Some(text),
+        text: None,
         line: Vec::new(),
         city: None,
         district: None,
