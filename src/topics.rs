@@ -34,26 +34,51 @@ pub fn raw_topics(raw_prefix: &str, accept_types: &[String]) -> Vec<String> {
     names
 }
 
-/// The stage's output topics.
+/// The stage's output topics: one per FHIR resource type, named for the
+/// type in lower case, and the stage's dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FhirTopics {
     pub encounter: String,
     pub observation: String,
+    pub patient: String,
+    pub diagnostic_report: String,
+    pub service_request: String,
+    pub specimen: String,
     pub dlq: String,
 }
 
 impl FhirTopics {
-    /// `<prefix>encounter`, `<prefix>observation`, `<prefix>dlq`.
+    /// `<prefix>encounter`, `<prefix>observation`, `<prefix>patient`,
+    /// `<prefix>diagnosticreport`, `<prefix>servicerequest`,
+    /// `<prefix>specimen` and `<prefix>dlq`.
     pub fn new(prefix: &str) -> Self {
         Self {
             encounter: format!("{prefix}encounter"),
             observation: format!("{prefix}observation"),
+            patient: format!("{prefix}patient"),
+            diagnostic_report: format!("{prefix}diagnosticreport"),
+            service_request: format!("{prefix}servicerequest"),
+            specimen: format!("{prefix}specimen"),
             dlq: format!("{prefix}{DLQ}"),
         }
     }
 
-    pub fn all(&self) -> [&str; 3] {
-        [&self.encounter, &self.observation, &self.dlq]
+    /// Every output topic, the dead-letter topic last.
+    pub fn all(&self) -> [&str; 7] {
+        let [e, o, p, r, s, sp] = self.by_resource();
+        [e, o, p, r, s, sp, &self.dlq]
+    }
+
+    /// The topic of each resource type, in `avro::RESOURCE_SCHEMAS` order.
+    pub fn by_resource(&self) -> [&String; 6] {
+        [
+            &self.encounter,
+            &self.observation,
+            &self.patient,
+            &self.diagnostic_report,
+            &self.service_request,
+            &self.specimen,
+        ]
     }
 }
 
@@ -94,7 +119,15 @@ mod tests {
     fn fhir_topics_follow_the_output_prefix() {
         assert_eq!(
             FhirTopics::new("fhir.").all(),
-            ["fhir.encounter", "fhir.observation", "fhir.dlq"]
+            [
+                "fhir.encounter",
+                "fhir.observation",
+                "fhir.patient",
+                "fhir.diagnosticreport",
+                "fhir.servicerequest",
+                "fhir.specimen",
+                "fhir.dlq"
+            ]
         );
     }
 }

@@ -28,7 +28,8 @@ const GOLDEN: &[(&str, &[&str])] = &[
             "PV1-19 -> identifier (VN)",
             "PV1-44 -> period.start",
             "OBX (NM) -> Observation.valueQuantity with UCUM units",
-            "PID-3 MR -> subject.identifier",
+            "PID-3 MR -> subject.identifier, subject.reference Patient/<id of the patient key>",
+            "PID[Patient]: PID-3 -> identifier, PID-5 -> name (use via NameType), PID-7 -> birthDate, PID-8 -> gender (AdministrativeSex), PID-11 -> address, PID-13 -> telecom, PID-15 -> communication, PID-16 -> maritalStatus (MaritalStatus)",
         ],
     ),
     (
@@ -75,7 +76,56 @@ const GOLDEN: &[(&str, &[&str])] = &[
             "OBR-7 -> effectiveDateTime when OBX-14 is empty",
         ],
     ),
-    ("oru_r01_v23.hl7", &["v2.3 ORU -> Observation"]),
+    (
+        "oru_r01_v23.hl7",
+        &[
+            "v2.3 ORU -> Observation",
+            "OBR[DiagnosticReport]: OBR-2/ORC-2 -> identifier PLAC, OBR-3 -> identifier FILL, OBR-4 -> code, OBR-7/8 -> effectivePeriod, OBR-22 -> issued, OBR-24 -> category, OBR-25 F -> status final",
+            "ORC-2 -> basedOn (logical: no ServiceRequest for an ORU by default)",
+            "DiagnosticReport.result -> the OBR's Observations",
+        ],
+    ),
+    (
+        "oru_r01_v24_obr15.hl7",
+        &[
+            "OBR[Specimen] (before v2.5): OBR-2 -> accessionIdentifier, OBR-7/8 -> collection.collectedPeriod, OBR-9 -> collection.quantity, OBR-10 -> collection.collector, OBR-14 -> receivedTime",
+            "SPS[Specimen-Source]: SPS-1 -> type, SPS-2 -> container.additive, SPS-3 -> note, SPS-4 -> collection.bodySite, SPS-6 -> condition",
+        ],
+    ),
+    (
+        "adt_a40_v251.hl7",
+        &[
+            "MRG-1 -> prior Patient (identifier, active false, link replaced-by the PID's Patient)",
+            "PID + MRG -> surviving Patient with link replaces, for each of two PID/MRG pairs",
+            "MRG-7 -> prior Patient name",
+            "PID-2/3 -> identifier (SS type), PID-5 repetitions -> name with use official/nickname",
+            "PID-7 with time -> birthDate and _birthDate patient-birthTime",
+            "PID-13 PRN/NET, PID-14 WPN -> telecom home/email/work",
+            "PID-24 Y with PID-25 2 -> multipleBirthInteger only; PID-30 N -> deceasedBoolean false",
+            "PD1-3 -> generalPractitioner Organization (logical), PD1-4 -> generalPractitioner Practitioner (logical)",
+        ],
+    ),
+    (
+        "orm_o01_two_orders.hl7",
+        &[
+            "ORC[ServiceRequest]: one ServiceRequest per ORC/OBR group",
+            "ORC-5 SC -> status active (OrderStatus); ORC-1 NW without ORC-5 -> active (OrderControlCode)",
+            "ORC-2/OBR-2 -> identifier PLAC, ORC-4 -> requisition PGN, ORC-9 with NW -> authoredOn, ORC-12 -> requester",
+            "OBR-4 -> code, OBR-5 R -> priority routine, OBR-6 -> occurrenceDateTime, OBR-31 -> reasonCode",
+            "TQ1-7/8 -> occurrencePeriod, TQ1-9 S -> priority stat, NTE -> note",
+            "ORM_O01 OBX -> Observation referenced from supportingInfo",
+        ],
+    ),
+    (
+        "oru_r01_two_obr_spm.hl7",
+        &[
+            "one DiagnosticReport per OBR, result -> that OBR's Observations only",
+            "OBR-25 F/P -> status final/preliminary (ResultStatus[Non-Queries])",
+            "OBR-34 -> performer (logical Practitioner)",
+            "SPM[Specimen]: SPM-2 -> identifier PLAC/FILL, SPM-4 -> type, SPM-7 -> collection.method, SPM-8 -> collection.bodySite, SPM-17 -> collectedDateTime, SPM-18 -> receivedTime, SPM-20 Y -> status available",
+            "DiagnosticReport.specimen and Observation.specimen -> Specimen/<id> of the group",
+        ],
+    ),
     (
         "adt_a01_latin1.hl7",
         &["8859/1 text decoded into FHIR strings"],
@@ -164,8 +214,14 @@ fn ids_are_deterministic_and_messages_without_content_or_with_bad_obx_are_told_a
         resources("oru_r01_v251.hl7"),
         "same input, same ids"
     );
-    let no_content = b"MSH|^~\\&|A|F|B|G|2026||ADT^A08|N1|P|2.5\rPID|||1^^^H^MR\r";
+    let no_content = b"MSH|^~\\&|A|F|B|G|2026||ADT^A08|N1|P|2.5\rEVN|A08|2026\r";
     assert_eq!(Mapper::default().map(no_content), Ok(Mapped::NoContent));
+    let demographics = b"MSH|^~\\&|A|F|B|G|2026||ADT^A08|N1|P|2.5\rPID|||1^^^H^MR\r";
+    let Ok(Mapped::Resources(rs)) = Mapper::default().map(demographics) else {
+        panic!("an A08 with a PID updates the Patient")
+    };
+    assert_eq!(rs.len(), 1);
+    assert_eq!(rs[0]["resourceType"], "Patient");
     let bad =
         b"MSH|^~\\&|A|F|B|G|2026||ORU^R01|N2|P|2.5\rPID|||1^^^H^MR\rOBX|1|NM||1|5|mg||||||F\r";
     let e = Mapper::default().map(bad).unwrap_err();

@@ -28,8 +28,8 @@ fn cases() -> u32 {
 /// at one resource's definition, whose errors say which element is wrong.
 struct Validators {
     root: jsonschema::Validator,
-    encounter: jsonschema::Validator,
-    observation: jsonschema::Validator,
+    /// One per resource type the mapper emits, rooted at its definition.
+    by_type: Vec<(&'static str, jsonschema::Validator)>,
 }
 
 fn validators() -> &'static Validators {
@@ -47,8 +47,10 @@ fn validators() -> &'static Validators {
         };
         Validators {
             root: jsonschema::draft6::new(&schema).expect("the FHIR schema compiles"),
-            encounter: rooted_at("Encounter"),
-            observation: rooted_at("Observation"),
+            by_type: hl7bridge::avro::RESOURCE_SCHEMAS
+                .iter()
+                .map(|&(rt, _)| (rt, rooted_at(rt)))
+                .collect(),
         }
     })
 }
@@ -96,6 +98,10 @@ const PHI: &[&str] = &[
     "HOTEL",
     "DOCTOR",
     "LABTECH",
+    "TESTMERGE",
+    "TESTORDER",
+    "TESTRESULT",
+    "juliet@example.org",
 ];
 
 /// Finds empty strings, arrays and objects (FHIR JSON has none), by path.
@@ -124,6 +130,22 @@ fn empties(v: &Value, path: &mut String, out: &mut Vec<String>) {
     }
 }
 
+/// Calls `f` with every literal reference (`Reference.reference`) in `v`.
+fn literal_references(v: &Value, f: &mut impl FnMut(&str)) {
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o {
+                match (k.as_str(), x) {
+                    ("reference", Value::String(s)) => f(s),
+                    _ => literal_references(x, f),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| literal_references(x, f)),
+        _ => {}
+    }
+}
+
 /// The property: no panic (proptest reports one as a failure), valid FHIR R4
 /// and Avro for every resource, a content-free reason for every error.
 fn check(raw: &[u8], injected: &[String]) -> Result<(), TestCaseError> {
@@ -131,12 +153,27 @@ fn check(raw: &[u8], injected: &[String]) -> Result<(), TestCaseError> {
         Ok(Mapped::NoContent) => {}
         Ok(Mapped::Resources(rs)) => {
             prop_assert!(!rs.is_empty(), "Resources(vec![]) instead of NoContent");
+            // `Type/id` of everything the message emitted: what a literal
+            // reference may name.
+            let emitted: std::collections::HashSet<String> = rs
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}/{}",
+                        r["resourceType"].as_str().unwrap_or(""),
+                        r["id"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            prop_assert!(
+                emitted.len() == rs.len(),
+                "two resources share a type and id"
+            );
             for r in &rs {
                 let v = validators();
-                let specific = match r["resourceType"].as_str() {
-                    Some("Encounter") => &v.encounter,
-                    Some("Observation") => &v.observation,
-                    other => return Err(TestCaseError::fail(format!("unexpected {other:?}"))),
+                let rt = r["resourceType"].as_str();
+                let Some((_, specific)) = v.by_type.iter().find(|(t, _)| Some(*t) == rt) else {
+                    return Err(TestCaseError::fail(format!("unexpected {rt:?}")));
                 };
                 let mut errors: Vec<String> = specific
                     .iter_errors(r)
@@ -156,6 +193,16 @@ fn check(raw: &[u8], injected: &[String]) -> Result<(), TestCaseError> {
                 prop_assert!(
                     found.is_empty(),
                     "empty elements at {found:?}\nresource: {r:#}"
+                );
+                let mut dangling = Vec::new();
+                literal_references(r, &mut |target| {
+                    if !emitted.contains(target) {
+                        dangling.push(target.to_owned());
+                    }
+                });
+                prop_assert!(
+                    dangling.is_empty(),
+                    "references to nothing this message emitted: {dangling:?}\nresource: {r:#}"
                 );
                 let rt = r["resourceType"].as_str().unwrap_or_default();
                 let schema = avro().for_resource(rt);
@@ -304,6 +351,35 @@ const TARGETS: &[(&str, usize)] = &[
     ("MSH", 7),
     ("MSH", 10),
     ("PID", 3),
+    ("PID", 5),
+    ("PID", 7),
+    ("PID", 8),
+    ("PID", 11),
+    ("PID", 12),
+    ("PID", 13),
+    ("PID", 16),
+    ("PID", 24),
+    ("PID", 25),
+    ("PID", 29),
+    ("PID", 30),
+    ("PD1", 3),
+    ("MRG", 1),
+    ("ORC", 1),
+    ("ORC", 2),
+    ("ORC", 5),
+    ("ORC", 9),
+    ("TQ1", 7),
+    ("TQ1", 9),
+    ("OBR", 2),
+    ("OBR", 4),
+    ("OBR", 8),
+    ("OBR", 22),
+    ("OBR", 25),
+    ("OBR", 34),
+    ("SPM", 2),
+    ("SPM", 4),
+    ("SPM", 17),
+    ("SPM", 20),
     ("PV1", 2),
     ("PV1", 3),
     ("PV1", 4),
@@ -333,6 +409,12 @@ const TARGETS: &[(&str, usize)] = &[
 
 const DATE_FIELDS: &[(&str, usize)] = &[
     ("MSH", 7),
+    ("PID", 7),
+    ("PID", 29),
+    ("ORC", 9),
+    ("OBR", 8),
+    ("OBR", 22),
+    ("SPM", 17),
     ("PV1", 44),
     ("PV1", 45),
     ("OBR", 7),
@@ -655,23 +737,37 @@ proptest! {
 /// of them that the mutations above start from real content).
 #[test]
 fn unmutated_fixtures_pass_the_property() {
-    let mut resources = 0;
+    let (mut resources, mut references) = (0, 0);
     for raw in fixtures() {
         if let Ok(Mapped::Resources(rs)) = mapper().map(raw) {
             resources += rs.len();
+            rs.iter()
+                .for_each(|r| literal_references(r, &mut |_| references += 1));
         }
         check(raw, &[]).unwrap();
     }
     assert!(resources >= 60, "{resources}");
+    // Every type links to another: the resolution check has work to do.
+    assert!(references >= 150, "{references} literal references");
 }
 
 /// Removes what legitimately depends on the raw bytes: resource ids (hashes
-/// of raw fields) and the references made of them.
+/// of raw fields) and the literal references made of them.
 fn without_ids(mut r: Value) -> Value {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(o) => {
+                o.remove("reference");
+                o.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
     if let Some(o) = r.as_object_mut() {
         o.remove("id");
-        o.remove("encounter");
     }
+    strip(&mut r);
     r
 }
 

@@ -157,3 +157,62 @@ fn mappings_check_accepts_the_shipped_tables_and_rejects_a_broken_copy() {
         "{err}"
     );
 }
+
+/// The fixed concept maps of the new resources (`transform::codes`) are the
+/// IG's: every IG row with a FHIR target is there with that target, and
+/// nothing else is. (CP in TelecommunicationEquipmentType targets `mobile`,
+/// a ContactPoint.use, so its system row is `phone`; the IG's own column
+/// for CP names the use code system.)
+#[test]
+fn the_fixed_concept_maps_are_the_igs() {
+    use hl7bridge::transform::codes;
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        ("AdministrativeSex.csv", codes::ADMINISTRATIVE_SEX),
+        ("ResultStatus[Non-Queries].csv", codes::RESULT_STATUS),
+        ("OrderStatus.csv", codes::ORDER_STATUS),
+        (
+            "OrderControlCode[ServiceRequest.status].csv",
+            codes::ORDER_CONTROL_STATUS,
+        ),
+        ("NameType.csv", codes::NAME_USE),
+        ("AddressType[Use].csv", codes::ADDRESS_USE),
+        ("TelecommunicationUseCode.csv", codes::TELECOM_USE),
+        (
+            "YesNoIndicator[AvailabilityStatus].csv",
+            codes::SPECIMEN_AVAILABILITY,
+        ),
+    ];
+    for (file, table) in cases {
+        let ours: BTreeMap<String, String> = table
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(ours, concept_map(file), "{file}");
+    }
+    // ExtendedPriorityCodes: the rows with a FHIR code (the TS<n>... rows are patterns).
+    let priority: BTreeMap<String, String> = concept_map("ExtendedPriorityCodes.csv")
+        .into_iter()
+        .filter(|(k, _)| !k.contains('<'))
+        .collect();
+    let ours: BTreeMap<String, String> = codes::PRIORITY
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(ours, priority);
+    let mut equipment = concept_map("TelecommunicationEquipmentType.csv");
+    equipment.insert("CP".into(), "phone".into());
+    let ours: BTreeMap<String, String> = codes::TELECOM_SYSTEM
+        .iter()
+        .map(|(k, v)| (k.to_ascii_uppercase(), v.to_string()))
+        .collect();
+    let theirs: BTreeMap<String, String> = equipment
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_uppercase(), v))
+        .collect();
+    assert_eq!(ours, theirs);
+    let marital: BTreeMap<String, String> = codes::MARITAL_STATUS
+        .iter()
+        .map(|(k, v, ..)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(marital, concept_map("MaritalStatus.csv"));
+}

@@ -38,10 +38,12 @@ async fn send_all(addr: std::net::SocketAddr, messages: &[Vec<u8>]) {
     }
 }
 
-/// An ADT with no PV1: valid, with nothing to map.
-fn adt_without_pv1(control_id: &str, mrn: &str) -> Vec<u8> {
-    String::from_utf8(adt(control_id, mrn))
+/// An ADT with neither PID nor PV1: valid, with nothing to map (with a PID
+/// it would update the Patient).
+fn adt_without_content(control_id: &str) -> Vec<u8> {
+    String::from_utf8(adt(control_id, "NOPID"))
         .unwrap()
+        .replace("PID|1||NOPID^^^GENHOSP^MR||TESTPATIENT^ALPHA\r", "")
         .replace("PV1|1|I|4WEST^401^A\r", "")
         .into_bytes()
 }
@@ -137,7 +139,7 @@ async fn every_raw_record_has_its_outcome_and_tampering_is_found() {
             adt("ADT-1", "PHIMRN1"),
             // A resend after a lost ACK: stored twice, emitted once.
             adt("ADT-1", "PHIMRN1"),
-            adt_without_pv1("ADT-2", "PHIMRN2"),
+            adt_without_content("ADT-2"),
             oru("ORU-1", "PHIMRN3", 3),
             unmappable_oru("ORU-BAD"),
             oru("ORU-2", "PHIMRN4", 2),
@@ -152,7 +154,11 @@ async fn every_raw_record_has_its_outcome_and_tampering_is_found() {
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(summary(&report, "raw"), 6);
     assert_eq!(summary(&report, "resources"), 3, "ADT-1, ORU-1, ORU-2");
-    assert_eq!(summary(&report, "no_content"), 1, "the ADT without PV1");
+    assert_eq!(
+        summary(&report, "no_content"),
+        1,
+        "the ADT without PID and PV1"
+    );
     assert_eq!(summary(&report, "duplicate"), 1, "the resend of ADT-1");
     assert_eq!(
         summary(&report, "dead_lettered"),
@@ -335,7 +341,7 @@ async fn on_kafka_records_are_pending_until_the_group_commits_then_accounted_for
         &[
             adt("KADT-1", "PHIMRN1"),
             adt("KADT-1", "PHIMRN1"),
-            adt_without_pv1("KADT-2", "PHIMRN2"),
+            adt_without_content("KADT-2"),
             oru("KORU-1", "PHIMRN3", 3),
             unmappable_oru("KORU-BAD"),
         ],
@@ -448,7 +454,7 @@ async fn repair_re_drives_missing_and_partial_records_idempotently() {
             adt("REP-ADT", "PHIMRN1"),
             oru("REP-ORU", "PHIMRN2", 3),
             unmappable_oru("REP-BAD"),
-            adt_without_pv1("REP-NONE", "PHIMRN3"),
+            adt_without_content("REP-NONE"),
             // A resend after a lost ACK: stored twice, emitted once.
             adt("REP-ADT", "PHIMRN1"),
         ],
@@ -458,16 +464,19 @@ async fn repair_re_drives_missing_and_partial_records_idempotently() {
     bridge.terminate(Duration::from_secs(10));
     let reader = EmbeddedReader::open(dir.path()).unwrap();
     let written = outputs(&reader);
-    // REP-ORU: an Encounter, then its three Observations.
-    assert_eq!(written.len(), 1 + 4 + 1, "{:?}", ids(&written));
+    // REP-ADT: an Encounter and the Patient; REP-ORU: an Encounter, its
+    // three Observations, the Patient and the DiagnosticReport; REP-BAD: a
+    // dead letter.
+    assert_eq!(written.len(), 2 + 6 + 1, "{:?}", ids(&written));
 
-    // Lost: REP-ADT's Encounter and REP-BAD's dead letter (missing), and the
+    // Lost: REP-ADT's Encounter and Patient and REP-BAD's dead letter (missing), and the
     // second of REP-ORU's Observations (partial).
     let adt_src = raw_coordinates(dir.path(), "hl7v2.adt", "REP-ADT");
     let oru_src = raw_coordinates(dir.path(), "hl7v2.oru", "REP-ORU");
     let bad_src = raw_coordinates(dir.path(), "hl7v2.oru", "REP-BAD");
     for id in [
         output_of(&written, "fhir.encounter", &adt_src, 0),
+        output_of(&written, "fhir.patient", &adt_src, 1),
         output_of(&written, "fhir.observation", &oru_src, 2),
         output_of(&written, "fhir.dlq", &bad_src, 0),
     ] {
@@ -497,7 +506,10 @@ async fn repair_re_drives_missing_and_partial_records_idempotently() {
         repair["repaired"], 3,
         "REP-ADT, REP-ORU, REP-BAD: {repair:#}"
     );
-    assert_eq!(repair["outputs_written"], 3, "{repair:#}");
+    assert_eq!(
+        repair["outputs_written"], 4,
+        "REP-ADT's Encounter and Patient, REP-ORU's Observation, REP-BAD's dead letter: {repair:#}"
+    );
     assert_eq!(repair["appends"], 1, "one transaction: {repair:#}");
     assert_eq!(
         repair["duplicates_skipped"], 1,
@@ -537,7 +549,7 @@ async fn repair_re_drives_missing_and_partial_records_idempotently() {
                 assert_eq!(got, want, "outputs of {:?}", source_id(input));
                 checked += 1;
             }
-            // The resend, the ADT without PV1 and the dead-lettered ORU.
+            // The resend, the ADT without PID and PV1 and the dead-lettered ORU.
             _ => assert!(got.is_empty(), "{:?}", source_id(input)),
         }
     }

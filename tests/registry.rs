@@ -670,3 +670,27 @@ async fn the_embedded_variant_registers_in_the_store() {
         40403
     );
 }
+
+/// `fhir.Observation` gained `specimen` with the clinical resources: a
+/// deployment has the version before it registered, and the new one must
+/// be accepted over it under the default BACKWARD level.
+#[tokio::test]
+async fn the_evolved_observation_schema_registers_over_the_previous_version() {
+    let r = Registry::in_memory().await;
+    let mut previous: Value = serde_json::from_str(hl7bridge::avro::OBSERVATION_AVSC).unwrap();
+    previous["fields"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["name"] != "specimen");
+    let subject = topic_name_subject("fhir.observation");
+    let v1 = r.register(&subject, &previous.to_string()).await;
+    let v2 = r
+        .register(&subject, hl7bridge::avro::OBSERVATION_AVSC)
+        .await;
+    assert_ne!(v1, v2);
+    assert_eq!(
+        r.get(&format!("/subjects/{subject}/versions")).await,
+        (200, json!([1, 2]))
+    );
+    r.stop().await;
+}

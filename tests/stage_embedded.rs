@@ -98,7 +98,14 @@ async fn serve_maps_every_stored_fixture_to_avro_fhir_equal_to_the_direct_mappin
         RegistryStore::open(&dir.path().join(hl7bridge::registry::store::DB_FILE)).unwrap();
     assert_eq!(
         registry.subjects().unwrap(),
-        vec!["fhir.encounter-value", "fhir.observation-value"]
+        vec![
+            "fhir.diagnosticreport-value",
+            "fhir.encounter-value",
+            "fhir.observation-value",
+            "fhir.patient-value",
+            "fhir.servicerequest-value",
+            "fhir.specimen-value",
+        ]
     );
     drop(bridge);
 }

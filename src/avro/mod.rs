@@ -23,6 +23,24 @@ pub use convert::{to_avro, to_fhir};
 pub const ENCOUNTER_AVSC: &str = include_str!("../../schemas/fhir.Encounter.avsc");
 /// The registered text of the Observation schema (record `fhir.Observation`).
 pub const OBSERVATION_AVSC: &str = include_str!("../../schemas/fhir.Observation.avsc");
+/// The registered text of the Patient schema (record `fhir.Patient`).
+pub const PATIENT_AVSC: &str = include_str!("../../schemas/fhir.Patient.avsc");
+/// The registered text of the DiagnosticReport schema (record `fhir.DiagnosticReport`).
+pub const DIAGNOSTIC_REPORT_AVSC: &str = include_str!("../../schemas/fhir.DiagnosticReport.avsc");
+/// The registered text of the ServiceRequest schema (record `fhir.ServiceRequest`).
+pub const SERVICE_REQUEST_AVSC: &str = include_str!("../../schemas/fhir.ServiceRequest.avsc");
+/// The registered text of the Specimen schema (record `fhir.Specimen`).
+pub const SPECIMEN_AVSC: &str = include_str!("../../schemas/fhir.Specimen.avsc");
+
+/// Every resource type the transform emits, with its schema text.
+pub const RESOURCE_SCHEMAS: [(&str, &str); 6] = [
+    ("Encounter", ENCOUNTER_AVSC),
+    ("Observation", OBSERVATION_AVSC),
+    ("Patient", PATIENT_AVSC),
+    ("DiagnosticReport", DIAGNOSTIC_REPORT_AVSC),
+    ("ServiceRequest", SERVICE_REQUEST_AVSC),
+    ("Specimen", SPECIMEN_AVSC),
+];
 
 /// Length of the Confluent wire-format header: magic byte 0, then the
 /// registry's schema id as a big-endian u32.
@@ -76,6 +94,8 @@ pub struct FhirSchemas {
     pub observation: Schema,
     encounter_plan: Plan,
     observation_plan: Plan,
+    /// Patient, DiagnosticReport, ServiceRequest and Specimen, by type.
+    others: Vec<(&'static str, Schema, Plan)>,
 }
 
 impl FhirSchemas {
@@ -85,11 +105,20 @@ impl FhirSchemas {
             Schema::parse_str(ENCOUNTER_AVSC).expect("shipped schemas/fhir.Encounter.avsc parses");
         let observation = Schema::parse_str(OBSERVATION_AVSC)
             .expect("shipped schemas/fhir.Observation.avsc parses");
+        let others = RESOURCE_SCHEMAS[2..]
+            .iter()
+            .map(|&(kind, text)| {
+                let schema = Schema::parse_str(text).expect("shipped schemas/*.avsc parse");
+                let plan = compile(&schema).expect("shipped schemas compile");
+                (kind, schema, plan)
+            })
+            .collect();
         Self {
             encounter_plan: compile(&encounter).expect("shipped Encounter schema compiles"),
             observation_plan: compile(&observation).expect("shipped Observation schema compiles"),
             encounter,
             observation,
+            others,
         }
     }
 
@@ -103,7 +132,11 @@ impl FhirSchemas {
         let (schema, plan) = match resource_type {
             "Encounter" => (&self.encounter, &self.encounter_plan),
             "Observation" => (&self.observation, &self.observation_plan),
-            _ => return None,
+            other => self
+                .others
+                .iter()
+                .find(|(kind, ..)| *kind == other)
+                .map(|(_, schema, plan)| (schema, plan))?,
         };
         Some(Encoder { schema, plan })
     }

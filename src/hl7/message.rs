@@ -301,7 +301,7 @@ impl Prepared<'_> {
 }
 
 /// PID-3's repetitions with an ID (CX-1), as hl7-parser splits them.
-fn patient_identifiers(pid3: &str, d: &Delimiters) -> Vec<PatientIdentifier> {
+pub fn patient_identifiers(pid3: &str, d: &Delimiters) -> Vec<PatientIdentifier> {
     pid3.split(d.repetition)
         .filter_map(|r| {
             // CX-1..CX-5 from one split (a missing component reads as "").

@@ -41,7 +41,7 @@ const CARRIED: &[&str] = &[
 pub struct StageConfig {
     /// Raw topics to read.
     pub inputs: Vec<String>,
-    /// Output topic prefix: `<prefix>encounter`, `<prefix>observation`, `<prefix>dlq`.
+    /// Output topic prefix (see [`FhirTopics`]).
     pub output_prefix: String,
     /// How long a (sender, MSH-10, bytes) triple is remembered.
     pub dedup_window: Duration,
@@ -138,21 +138,19 @@ pub enum StageError {
     Setup(String),
 }
 
-/// Schema ids under which each resource type is written.
+/// Schema ids under which each resource type is written, in
+/// [`avro::RESOURCE_SCHEMAS`] order.
 #[derive(Debug, Clone, Copy)]
-struct SchemaIds {
-    encounter: u32,
-    observation: u32,
-}
+struct SchemaIds([u32; 6]);
 
 pub struct Stage {
     mapper: Mapper,
     schemas: FhirSchemas,
     ids: SchemaIds,
     topics: FhirTopics,
-    /// Last wire-record size per resource type (Encounter, Observation), to
-    /// size the next output buffer without regrowing it.
-    size_hint: [AtomicUsize; 2],
+    /// Last wire-record size per resource type ([`avro::RESOURCE_SCHEMAS`]
+    /// order), to size the next output buffer without regrowing it.
+    size_hint: [AtomicUsize; 6],
 }
 
 impl Stage {
@@ -163,22 +161,18 @@ impl Stage {
         registry: &SchemaRegistry,
     ) -> Result<Self, StageError> {
         let topics = cfg.topics();
-        let encounter = registry
-            .register(&topic_name_subject(&topics.encounter), avro::ENCOUNTER_AVSC)
-            .await?;
-        let observation = registry
-            .register(
-                &topic_name_subject(&topics.observation),
-                avro::OBSERVATION_AVSC,
-            )
-            .await?;
+        let mut ids = [0; 6];
+        for ((id, topic), (_, avsc)) in ids
+            .iter_mut()
+            .zip(topics.by_resource())
+            .zip(avro::RESOURCE_SCHEMAS)
+        {
+            *id = registry.register(&topic_name_subject(topic), avsc).await?;
+        }
         Ok(Self {
             mapper,
             schemas: FhirSchemas::builtin(),
-            ids: SchemaIds {
-                encounter,
-                observation,
-            },
+            ids: SchemaIds(ids),
             topics,
             size_hint: Default::default(),
         })
@@ -236,19 +230,14 @@ impl Stage {
         index: usize,
     ) -> Result<Record, String> {
         let kind = resource.resource_type();
-        let (topic, id, hint) = match kind {
-            "Encounter" => (
-                &self.topics.encounter,
-                self.ids.encounter,
-                &self.size_hint[0],
-            ),
-            "Observation" => (
-                &self.topics.observation,
-                self.ids.observation,
-                &self.size_hint[1],
-            ),
-            other => return Err(format!("no output topic for resource type {other:?}")),
+        let Some(i) = avro::RESOURCE_SCHEMAS.iter().position(|(k, _)| *k == kind) else {
+            return Err(format!("no output topic for resource type {kind:?}"));
         };
+        let (topic, id, hint) = (
+            self.topics.by_resource()[i],
+            self.ids.0[i],
+            &self.size_hint[i],
+        );
         let encoder = self
             .schemas
             .encoder(kind)

@@ -12,6 +12,9 @@ use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 use serde_json::Number;
 
+mod resources;
+pub use resources::*;
+
 /// FHIR text: borrowed from the message or the tables when nothing had to
 /// change, owned otherwise.
 pub type Text<'a> = Cow<'a, str>;
@@ -223,6 +226,8 @@ pub struct Observation<'a> {
     pub interpretation: Vec<CodeableConcept<'a>>,
     pub reference_range: Vec<TextOnly<'a>>,
     pub note: Vec<TextOnly<'a>>,
+    /// The Specimen of the OBX's order group, when one is emitted.
+    pub specimen: Option<Reference<'a>>,
 }
 
 /// Observation.component: the observation's code with one value.
@@ -252,7 +257,7 @@ impl Serialize for Components<'_, '_> {
 
 impl Serialize for Observation<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut o = s.serialize_struct("Observation", 13)?;
+        let mut o = s.serialize_struct("Observation", 14)?;
         o.serialize_field("resourceType", "Observation")?;
         o.serialize_field("id", &self.id)?;
         o.serialize_field("meta", self.meta)?;
@@ -290,6 +295,9 @@ impl Serialize for Observation<'_> {
         if !self.note.is_empty() {
             o.serialize_field("note", &self.note)?;
         }
+        if let Some(specimen) = &self.specimen {
+            o.serialize_field("specimen", specimen)?;
+        }
         o.end()
     }
 }
@@ -299,6 +307,10 @@ impl Serialize for Observation<'_> {
 pub enum Resource<'a> {
     Encounter(Encounter<'a>),
     Observation(Observation<'a>),
+    Patient(Patient<'a>),
+    DiagnosticReport(DiagnosticReport<'a>),
+    ServiceRequest(ServiceRequest<'a>),
+    Specimen(Specimen<'a>),
 }
 
 impl Resource<'_> {
@@ -307,6 +319,10 @@ impl Resource<'_> {
         match self {
             Resource::Encounter(_) => "Encounter",
             Resource::Observation(_) => "Observation",
+            Resource::Patient(_) => "Patient",
+            Resource::DiagnosticReport(_) => "DiagnosticReport",
+            Resource::ServiceRequest(_) => "ServiceRequest",
+            Resource::Specimen(_) => "Specimen",
         }
     }
 
@@ -314,6 +330,10 @@ impl Resource<'_> {
         match self {
             Resource::Encounter(e) => &e.id,
             Resource::Observation(o) => &o.id,
+            Resource::Patient(p) => &p.id,
+            Resource::DiagnosticReport(r) => &r.id,
+            Resource::ServiceRequest(r) => &r.id,
+            Resource::Specimen(r) => &r.id,
         }
     }
 
@@ -328,6 +348,10 @@ impl Serialize for Resource<'_> {
         match self {
             Resource::Encounter(e) => e.serialize(s),
             Resource::Observation(o) => o.serialize(s),
+            Resource::Patient(p) => p.serialize(s),
+            Resource::DiagnosticReport(r) => r.serialize(s),
+            Resource::ServiceRequest(r) => r.serialize(s),
+            Resource::Specimen(r) => r.serialize(s),
         }
     }
 }

@@ -1,15 +1,26 @@
-//! The streaming stage's core: one HL7 v2 message to FHIR R4 Encounter and
-//! Observation resources, following the HL7 V2-to-FHIR IG tables
-//! (`../shared/reference/v2-to-fhir`, mirrored in `mappings/`).
+//! The streaming stage's core: one HL7 v2 message to FHIR R4 resources
+//! (Encounter, Observation, Patient, Specimen, ServiceRequest and
+//! DiagnosticReport), following the HL7 V2-to-FHIR IG tables
+//! (`../shared/reference/v2-to-fhir`, mirrored in `mappings/` and `codes`).
+//! A reference to a resource the bridge emits is literal (`Patient/<id>`)
+//! and names a resource emitted for the same message.
 //!
 //! Every message has exactly one outcome: resources, a counted "no FHIR
 //! content" (for example an ADT without PV1 or OBX), or an error whose
 //! reason names segments and fields, never their content.
 
+pub mod codes;
 mod datatypes;
+mod demographics;
+mod diagnostic_report;
 mod encounter;
 pub mod fhir;
+mod merge;
 mod observation;
+mod orders;
+mod patient;
+mod service_request;
+mod specimen;
 pub mod tables;
 
 use std::borrow::Cow;
@@ -25,9 +36,10 @@ pub use tables::Tables;
 /// What one message became.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mapped {
-    /// FHIR resources as JSON, Encounter first, then Observations in OBX order.
+    /// FHIR resources as JSON: Encounter first, Observations in OBX order,
+    /// then Patients, Specimens, ServiceRequests and DiagnosticReports.
     Resources(Vec<Value>),
-    /// A valid message with nothing to map (no PV1 and no OBX).
+    /// A valid message with nothing to map (no PID, PV1, OBX or order).
     NoContent,
 }
 
@@ -111,13 +123,21 @@ impl Mapper {
         } else {
             &tables.patient_id_types
         };
-        let subject = choose(&parsed.patient_identifiers, id_types).and_then(|cx| {
-            datatypes::identifier(&cx.raw, d, tables).map(|id| fhir::Reference {
-                reference: None,
-                type_: Some("Patient"),
-                identifier: Some(id),
-                display: None,
-            })
+        // The first PID's Patient, which every other resource's subject names.
+        let patient_id = msg.segment("PID").map(|_| {
+            let h = header;
+            merge::patient_id(
+                &parsed.patient_identifiers,
+                id_types,
+                &[&h.sending_facility, &h.control_id, "0"],
+            )
+        });
+        let subject = patient_id.as_ref().map(|pid| fhir::Reference {
+            reference: Some(Cow::Owned(format!("Patient/{pid}"))),
+            type_: None,
+            identifier: choose(&parsed.patient_identifiers, id_types)
+                .and_then(|cx| datatypes::identifier(&cx.raw, d, tables)),
+            display: None,
         });
         let pv1 = msg.segment("PV1");
         // An empty, blank or null (`""`) visit number is none: keying on it would
@@ -144,7 +164,13 @@ impl Mapper {
         if let (Some(pv1), Some(id)) = (&pv1, &encounter_id) {
             out.push(Resource::Encounter(encounter::map(pv1, id, &ctx)?));
         }
+        let first_observation = out.len();
         observation::map_all(&msg, &ctx, &mut out)?;
+        let observations = first_observation..out.len();
+        if let Some(pid) = &patient_id {
+            merge::map_all(&msg, &ctx, id_types, pid, &mut out);
+        }
+        orders::map_all(&msg, &ctx, observations, &mut out);
         Ok(f(&out))
     }
 }
@@ -182,7 +208,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// Maps an ORU^R01 made of the given segments after MSH and PID.
+    /// Maps an ORU^R01 made of the given segments after MSH and PID: its
+    /// Encounter and Observations (what these tests are about).
     fn oru(segments: &[&str]) -> Vec<Value> {
         let mut m = "MSH|^~\\&|LAB|FAC|B|G|20261115103000||ORU^R01|CTRL1|P|2.5.1\r\
                      PID|||MRN1^^^H^MR\r"
@@ -192,7 +219,15 @@ mod tests {
             m.push('\r');
         }
         match Mapper::default().map(m.as_bytes()) {
-            Ok(Mapped::Resources(r)) => r,
+            Ok(Mapped::Resources(r)) => r
+                .into_iter()
+                .filter(|r| {
+                    matches!(
+                        r["resourceType"].as_str(),
+                        Some("Encounter" | "Observation")
+                    )
+                })
+                .collect(),
             other => panic!("expected resources, got {other:?}"),
         }
     }

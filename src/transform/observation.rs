@@ -187,6 +187,7 @@ fn map_one<'a>(
         interpretation,
         reference_range,
         note,
+        specimen: None,
     })
 }
 

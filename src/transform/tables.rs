@@ -21,6 +21,10 @@ pub struct Tables {
     /// of preference; empty uses the bridge's `patient_id_types`.
     #[serde(default)]
     pub patient_id_types: Vec<String>,
+    /// Whether an ORU's ORC/OBR also yields a ServiceRequest (the IG: "if
+    /// the receiver needs it"); an ORM's always does.
+    #[serde(default)]
+    pub service_request_from_results: bool,
     pub event_encounter_status: BTreeMap<String, String>,
     pub patient_class_status: BTreeMap<String, String>,
     pub patient_class: BTreeMap<String, (String, String)>,

@@ -16,7 +16,15 @@ use hl7bridge::transform::{Mapped, Mapper};
 use serde_json::Value;
 
 pub const INPUTS: [&str; 3] = ["hl7v2.adt", "hl7v2.oru", "hl7v2.orm"];
-pub const OUTPUTS: [&str; 3] = ["fhir.encounter", "fhir.observation", "fhir.dlq"];
+pub const OUTPUTS: [&str; 7] = [
+    "fhir.encounter",
+    "fhir.observation",
+    "fhir.patient",
+    "fhir.diagnosticreport",
+    "fhir.servicerequest",
+    "fhir.specimen",
+    "fhir.dlq",
+];
 
 /// `(output topic, source topic, source partition, source offset, source index)`:
 /// what makes an output unique.
