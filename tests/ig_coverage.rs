@@ -71,8 +71,16 @@ const EXCEPTIONS: &[(&str, &str, &str, &str)] = &[
 const EQUIVALENTS: &[(&str, &str, &str)] = &[
     // No EpisodeOfCare resource to carry resource-instance-description: the
     // description is the logical reference's display.
-    ("PV1-53", "episodeOfCare(EpisodeOfCare[1].extension.url)", "episodeOfCare.display"),
-    ("PV1-53", "episodeOfCare(EpisodeOfCare[1].extension.valueString)", "episodeOfCare.display"),
+    (
+        "PV1-53",
+        "episodeOfCare(EpisodeOfCare[1].extension.url)",
+        "episodeOfCare.display",
+    ),
+    (
+        "PV1-53",
+        "episodeOfCare(EpisodeOfCare[1].extension.valueString)",
+        "episodeOfCare.display",
+    ),
 ];
 
 /// IG text corrected before checking: (IG text, what R4 and the bridge use, why).
@@ -123,7 +131,8 @@ fn every_valued_field_an_ig_row_maps_is_in_the_resource_or_an_exception() {
                 };
                 let tally = tallies.entry(rt).or_default();
                 for row in rows {
-                    if !segment.valued(&row.field) || segment.condition(&row.condition) != Some(true)
+                    if !segment.valued(&row.field)
+                        || segment.condition(&row.condition) != Some(true)
                     {
                         continue;
                     }
@@ -147,7 +156,10 @@ fn every_valued_field_an_ig_row_maps_is_in_the_resource_or_an_exception() {
     }
     assert!(messages >= 20, "only {messages} fixture messages mapped");
     println!("IG coverage over {messages} fixture messages (rows whose v2 field is valued):");
-    println!("{:<12} {:>7} {:>7} {:>9} {:>9}", "resource", "valued", "mapped", "excepted", "coverage");
+    println!(
+        "{:<12} {:>7} {:>7} {:>9} {:>9}",
+        "resource", "valued", "mapped", "excepted", "coverage"
+    );
     for (rt, t) in &tallies {
         println!(
             "{rt:<12} {:>7} {:>7} {:>9} {:>8.1}%",
@@ -162,7 +174,11 @@ fn every_valued_field_an_ig_row_maps_is_in_the_resource_or_an_exception() {
         missing.is_empty(),
         "{} valued rows are neither mapped nor exceptions:\n{}",
         missing.len(),
-        missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+        missing
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -183,16 +199,17 @@ fn every_exception_names_a_row_of_the_ig() {
     }
     for &(field, attribute, _) in EQUIVALENTS {
         assert!(
-            rows.iter().any(|r| r.field == field && r.attribute == attribute),
+            rows.iter()
+                .any(|r| r.field == field && r.attribute == attribute),
             "{field} {attribute}: no such IG row"
         );
     }
 }
 
 fn is_exception(row: &Row) -> bool {
-    EXCEPTIONS.iter().any(|&(f, a, v, _)| {
-        row.field == f && row.attribute == a && row.assignment == v
-    })
+    EXCEPTIONS
+        .iter()
+        .any(|&(f, a, v, _)| row.field == f && row.attribute == a && row.assignment == v)
 }
 
 fn corrected(text: &str) -> &str {
@@ -204,12 +221,14 @@ fn corrected(text: &str) -> &str {
 
 /// Whether the row's element is in `resource`.
 fn present(row: &Row, rows: &[Row], resource: &Value) -> bool {
-    let attribute = EQUIVALENTS
+    let equivalent = EQUIVALENTS
         .iter()
-        .find(|&&(f, a, _)| f == row.field && a == row.attribute)
-        .map_or(row.attribute.as_str(), |(_, _, ours)| ours);
-    let target = ig::Target::parse(attribute);
-    let assigned = if target.is_extension_url() {
+        .find(|&&(f, a, _)| f == row.field && a == row.attribute);
+    let target = ig::Target::parse(equivalent.map_or(row.attribute.as_str(), |(_, _, ours)| ours));
+    // The equivalent element holds the value, not what the IG assigns to its own.
+    let assigned = if equivalent.is_some() {
+        ""
+    } else if target.is_extension_url() {
         corrected(row.url_assignment())
     } else {
         corrected(&row.assignment)

@@ -201,8 +201,7 @@ impl Segment<'_> {
     pub fn valued(&self, spec: &str) -> bool {
         let v = self.value(spec);
         v.trim() != "\"\""
-            && v
-                .chars()
+            && v.chars()
                 .any(|c| !c.is_whitespace() && !self.msg.delimiters.contains(c))
     }
 
@@ -236,7 +235,10 @@ impl Segment<'_> {
                 })
             })
             .try_fold(true, |all, c| Some(all && c?));
-        assert!(result.is_some(), "cannot evaluate the IG condition {cond:?}");
+        assert!(
+            result.is_some(),
+            "cannot evaluate the IG condition {cond:?}"
+        );
         result
     }
 
@@ -247,7 +249,12 @@ impl Segment<'_> {
                 .collect()
         };
         let v = self.value(field);
-        let first = v.split(self.msg.rep).next().unwrap_or("").trim().to_ascii_uppercase();
+        let first = v
+            .split(self.msg.rep)
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_uppercase();
         let p = predicate.trim();
         Some(if p == "VALUED" {
             self.valued(field)
@@ -262,9 +269,9 @@ impl Segment<'_> {
         } else if let Some(x) = p.strip_prefix("IN ") {
             list(x).contains(&first)
         } else if let Some(n) = p.strip_prefix("COUNT>") {
-            self.repetitions(field) > n.trim().parse().ok()?
+            self.repetitions(field) > n.trim().parse::<usize>().ok()?
         } else if let Some(n) = p.strip_prefix("COUNT=") {
-            self.repetitions(field) == n.trim().parse().ok()?
+            self.repetitions(field) == n.trim().parse::<usize>().ok()?
         } else {
             return None;
         })
@@ -367,7 +374,11 @@ impl Target {
 impl Step {
     fn plain(name: String) -> Step {
         // IG typo: `uri` for an extension's `url`.
-        let name = if name == "uri" { "url".to_owned() } else { name };
+        let name = if name == "uri" {
+            "url".to_owned()
+        } else {
+            name
+        };
         Step {
             name,
             reference_to: None,
@@ -411,7 +422,10 @@ fn reference_target(group: &str) -> (String, String) {
 pub fn resolve(resource: &Value, target: &Target, url: Option<&str>, assigned: &str) -> bool {
     let mut nodes = vec![resource];
     for (i, step) in target.steps.iter().enumerate() {
-        let next_is_extension = target.steps.get(i + 1).is_some_and(|s| s.name == "extension");
+        let next_is_extension = target
+            .steps
+            .get(i + 1)
+            .is_some_and(|s| s.name == "extension");
         let mut found = Vec::new();
         for node in &nodes {
             // A repeating OBX-5 is components, each with the value[x].
