@@ -7,12 +7,13 @@ use std::borrow::Cow;
 
 use super::datatypes::{
     code, codeable_concept, concept_of, datetime, decimal, first_coding, first_part, identifier,
-    is_null, location_ref, logical_ref, parts, practitioner_ref, string,
+    is_null, location_ref, parts, practitioner_ref, string,
 };
 use super::fhir::{
     CodeableConcept, Coding, Encounter, Extension, ExtensionValue, Hospitalization, Location,
     Narrative, Participant, Period, Quantity, Text,
 };
+use super::references::logical_ref;
 use super::{Context, MapError};
 use crate::hl7::message::{Delimiters, SegmentView};
 
@@ -367,5 +368,29 @@ fn coding<'a>(system: &'static str, code: Text<'a>, display: Option<&'a str>) ->
         version: None,
         code: Some(code),
         display: display.map(Cow::Borrowed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_length_of_stay_is_in_days_and_a_negative_one_is_omitted() {
+        let l = serde_json::to_value(length_of_stay("5")).unwrap();
+        assert_eq!(
+            l,
+            serde_json::json!({"value": 5, "unit": "days", "system": "http://unitsofmeasure.org", "code": "d"})
+        );
+        assert!(length_of_stay("-2").is_none());
+        assert!(length_of_stay("five").is_none());
+    }
+
+    #[test]
+    fn the_visit_description_is_escaped_xhtml() {
+        assert_eq!(
+            narrative("a < b & c > d").div,
+            "<div xmlns=\"http://www.w3.org/1999/xhtml\">a &lt; b &amp; c &gt; d</div>"
+        );
     }
 }

@@ -10,6 +10,7 @@ mod datatypes;
 mod encounter;
 pub mod fhir;
 mod observation;
+mod references;
 pub mod tables;
 
 use std::borrow::Cow;

@@ -335,11 +335,8 @@ impl Target {
                         of,
                     });
                 }
-                '.' => {
-                    if !name.is_empty() {
-                        steps.push(Step::plain(std::mem::take(&mut name)));
-                    }
-                }
+                '.' if !name.is_empty() => steps.push(Step::plain(std::mem::take(&mut name))),
+                '.' => {}
                 c if !c.is_whitespace() => name.push(c),
                 _ => {}
             }

@@ -15,13 +15,14 @@ mod value;
 use std::borrow::Cow;
 
 use super::datatypes::{
-    codeable_concept, coded_ref, concept_of, datetime, entity_identifier, first_part, is_null,
-    logical_ref, organization_ref, parts, practitioner_ref, push_string, string,
+    codeable_concept, concept_of, datetime, entity_identifier, first_part, is_null, parts,
+    practitioner_ref, push_string, string,
 };
 use super::fhir::{
     CodeableConcept, Coding, Element, Extension, ExtensionValue, ObsValue, Observation, Reference,
     TextOnly,
 };
+use super::references::{coded_ref, logical_ref, organization_ref};
 use super::{resource_id, Context, MapError};
 use crate::hl7::message::{Delimiters, MessageView, SegmentView};
 use value::{attachment, value};
@@ -227,7 +228,7 @@ fn map_one<'a>(
             for r in f.split(d.repetition) {
                 push_string(r, d, "\n", &mut lines);
             }
-            (!lines.is_empty()).then(|| TextOnly {
+            (!lines.is_empty()).then_some(TextOnly {
                 text: Cow::Owned(lines),
             })
         })

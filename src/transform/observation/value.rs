@@ -141,10 +141,6 @@ fn sn_text(v: &str, units: &str, d: &Delimiters) -> Option<String> {
     Some(words)
 }
 
-/// ED-2 (type of data, table 0191) when ED-3 gives no subtype: the IG's
-/// alternate-codes extension on the Attachment.
-const ALTERNATE_CODES: &str = "http://hl7.org/fhir/StructureDefinition/alternate-codes";
-
 /// An ED or RP repetition of OBX-5 as an Attachment; `None` when nothing
 /// is left. `n` is the OBX's position, for content-free warnings.
 pub(super) fn attachment<'a>(
@@ -174,11 +170,12 @@ pub(super) fn attachment<'a>(
             url,
         }
     } else {
-        // ED-2 type, ED-3 subtype, ED-4 encoding, ED-5 data.
+        // ED-2 type, ED-3 subtype, ED-4 encoding, ED-5 data. Without a
+        // subtype, ED-2 (table 0191) is the IG's alternate code on the Attachment.
         let subtype = code(p.get(2), d);
         let extension = match (&subtype, code(p.get(1), d)) {
             (None, Some(kind)) => vec![Extension {
-                url: ALTERNATE_CODES,
+                url: super::ALTERNATE_CODES,
                 value: ExtensionValue::CodeableConcept(concept_of(
                     "http://terminology.hl7.org/CodeSystem/v2-0191",
                     kind,
@@ -254,4 +251,71 @@ fn hex(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(a: Option<Attachment<'_>>) -> serde_json::Value {
+        serde_json::to_value(a).unwrap()
+    }
+
+    #[test]
+    fn an_ed_becomes_an_attachment_with_a_mime_type_and_base64_data() {
+        let d = Delimiters::default();
+        assert_eq!(
+            json(attachment(
+                "ED",
+                "APP^application^PDF^Base64^JVBE Ri0x",
+                1,
+                &d
+            )),
+            serde_json::json!({"contentType": "application/pdf", "data": "JVBERi0x"}),
+            "whitespace in the Base64 is dropped, the MIME type lower-cased"
+        );
+        assert_eq!(
+            json(attachment("ED", "^TEXT^^Hex^48690A", 1, &d)),
+            serde_json::json!({
+                "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/alternate-codes",
+                  "valueCodeableConcept": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0191", "code": "TEXT"}]}}],
+                "data": "SGkK"
+            }),
+            "Hex is re-encoded; without a subtype, ED-2 is an alternate code"
+        );
+    }
+
+    #[test]
+    fn ed_data_that_does_not_decode_is_omitted_and_nothing_left_is_no_attachment() {
+        let d = Delimiters::default();
+        assert_eq!(
+            json(attachment(
+                "ED",
+                "^application^pdf^Base64^not base64!",
+                1,
+                &d
+            )),
+            serde_json::json!({"contentType": "application/pdf"})
+        );
+        assert!(attachment("ED", "^^^Base64^", 1, &d).is_none());
+        assert!(attachment("ED", "^^^Hex^ABC", 1, &d).is_none(), "odd hex");
+    }
+
+    #[test]
+    fn an_rp_is_a_url_with_type_and_subtype_and_a_pointer_with_spaces_is_no_url() {
+        let d = Delimiters::default();
+        assert_eq!(
+            json(attachment(
+                "RP",
+                "https://x.example/a.jpg^PACS^IMAGE^JPEG",
+                1,
+                &d
+            )),
+            serde_json::json!({"contentType": "image/jpeg", "url": "https://x.example/a.jpg"})
+        );
+        assert_eq!(
+            json(attachment("RP", "a b^PACS^image^jpeg", 1, &d)),
+            serde_json::json!({"contentType": "image/jpeg"})
+        );
+    }
 }
