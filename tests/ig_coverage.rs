@@ -5,8 +5,15 @@
 //! deliberately not mapped.
 //!
 //! Prints, per resource type, the rows whose field was valued, how many the
-//! mapped resources carry, and the percentage:
+//! mapped resources carry, how many are exceptions, and the percentage of
+//! the valued rows that are not exceptions which are mapped:
 //! `cargo test --test ig_coverage -- --nocapture`.
+//!
+//! An element is found in any repetition of the resource (the IG's `[n]`
+//! indices are positions in its own example, not in ours), so where two
+//! fields fill the same element, a row is told apart by the value it
+//! assigns (a participant's type code, an extension's URL) or by the type of
+//! the resource a reference names.
 //!
 //! To cover another segment, add a line to [`SEGMENT_MAPS`]; its rows are
 //! then checked the same way, and the ones the mapper leaves out on purpose
