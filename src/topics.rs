@@ -69,6 +69,14 @@ impl FhirTopics {
         [e, o, p, r, s, sp, &self.dlq]
     }
 
+    /// The topic a resource type is written to.
+    pub fn for_type(&self, resource_type: &str) -> Option<&str> {
+        crate::avro::RESOURCE_SCHEMAS
+            .iter()
+            .position(|(t, _)| *t == resource_type)
+            .map(|i| self.by_resource()[i].as_str())
+    }
+
     /// The topic of each resource type, in `avro::RESOURCE_SCHEMAS` order.
     pub fn by_resource(&self) -> [&String; 6] {
         [

@@ -127,6 +127,38 @@ const GOLDEN: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "adt_a01_pv1_pv2_full.hl7",
+        &[
+            "PV1-6/11/42, PV2-1 -> location completed/active (temporary)/reserved/planned",
+            "PV1-13/15/16/38 -> hospitalization.reAdmission/specialArrangement/specialCourtesy/dietPreference",
+            "PV1-37 -> hospitalization.destination (logical Location)",
+            "PV1-50 -> identifier, PV1-52/PV2-13 -> participant PART/REF",
+            "PV1-53/54 -> episodeOfCare (logical: identifier and display)",
+            "PV2-3 -> reasonCode, PV2-11 -> length (days), PV2-12 -> text (escaped XHTML)",
+            "PV2-8/9 -> plannedStartDate/plannedEndDate, PV2-38 -> modeOfArrival extensions",
+            "PV2-22 -> meta.security, PV2-25 -> priority with v3-ActPriority",
+        ],
+    ),
+    (
+        "oru_r01_ed_attachment.hl7",
+        &[
+            "OBX-2 ED Base64 -> R5 Observation.value extension with valueAttachment (contentType, data)",
+            "OBX-2 RP -> valueAttachment url and contentType",
+            "OBX-2 ED in ASCII -> data as Base64, ED-2 as alternate code when ED-3 is empty",
+            "OBX-11 X -> _status alternate code, OBX-11 N -> dataAbsentReason not-asked",
+        ],
+    ),
+    (
+        "oru_r01_obx_full.hl7",
+        &[
+            "OBX-10 -> nature-of-abnormal-test, OBX-19 -> analysis-date-time, OBX-30 -> structure-type",
+            "OBX-15/23/25 -> performer (logical Organization and Practitioner)",
+            "OBX-17 -> method, OBX-18 -> device, OBX-20 -> bodySite, OBX-21 -> identifier (FILL)",
+            "OBX-29 -> category (v2-0936)",
+            "OBX-33 one -> specimen, several -> R5 Observation.specimen extensions",
+        ],
+    ),
+    (
         "adt_a01_latin1.hl7",
         &["8859/1 text decoded into FHIR strings"],
     ),

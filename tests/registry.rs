@@ -111,6 +111,37 @@ fn assert_error((status, body): (u16, Value), expected_status: u16, error_code: 
     );
 }
 
+/// The FHIR schemas grow BACKWARD-compatibly: under the registry's default
+/// level, version 2 (`schemas/`) registers over version 1 (as first shipped,
+/// kept in `tests/avro/`), so consumers on version 2 read version 1's records.
+#[tokio::test]
+async fn the_fhir_schemas_register_over_their_first_version_under_backward() {
+    let r = Registry::in_memory().await;
+    for (subject, v1, v2) in [
+        (
+            "fhir.encounter-value",
+            include_str!("avro/fhir.Encounter.v1.avsc"),
+            hl7bridge::avro::ENCOUNTER_AVSC,
+        ),
+        (
+            "fhir.observation-value",
+            include_str!("avro/fhir.Observation.v1.avsc"),
+            hl7bridge::avro::OBSERVATION_AVSC,
+        ),
+    ] {
+        assert_ne!(v1, v2, "{subject}: the schema has grown");
+        let first = r.register(subject, v1).await;
+        let second = r.register(subject, v2).await;
+        assert_ne!(first, second, "{subject}");
+        assert_eq!(
+            r.get(&format!("/subjects/{subject}/versions")).await,
+            (200, json!([1, 2])),
+            "{subject}"
+        );
+    }
+    r.stop().await;
+}
+
 #[tokio::test]
 async fn registering_returns_an_id_and_the_subject_lists_its_versions() {
     let r = Registry::in_memory().await;

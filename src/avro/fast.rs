@@ -282,6 +282,17 @@ impl<'p, 'o> Ser<'p, 'o> {
         }
         Ok(self)
     }
+
+    /// An integer (`multipleBirthInteger`, `rank`) into an int or a long.
+    fn integer(self, v: i64) -> Fit {
+        let s = self.present()?;
+        match s.node {
+            Node::Int => write_long(i64::from(i32::try_from(v).map_err(|_| Mismatch)?), s.out),
+            Node::Long => write_long(v, s.out),
+            _ => return Err(Mismatch),
+        }
+        Ok(())
+    }
 }
 
 type Impossible = serde::ser::Impossible<(), Mismatch>;
@@ -382,11 +393,11 @@ impl<'p, 'o> serde::Serializer for Ser<'p, 'o> {
     fn serialize_i16(self, _: i16) -> Fit {
         Err(Mismatch)
     }
-    fn serialize_i32(self, _: i32) -> Fit {
-        Err(Mismatch)
+    fn serialize_i32(self, v: i32) -> Fit {
+        self.integer(i64::from(v))
     }
-    fn serialize_i64(self, _: i64) -> Fit {
-        Err(Mismatch)
+    fn serialize_i64(self, v: i64) -> Fit {
+        self.integer(v)
     }
     fn serialize_u8(self, _: u8) -> Fit {
         Err(Mismatch)
@@ -394,11 +405,11 @@ impl<'p, 'o> serde::Serializer for Ser<'p, 'o> {
     fn serialize_u16(self, _: u16) -> Fit {
         Err(Mismatch)
     }
-    fn serialize_u32(self, _: u32) -> Fit {
-        Err(Mismatch)
+    fn serialize_u32(self, v: u32) -> Fit {
+        self.integer(i64::from(v))
     }
-    fn serialize_u64(self, _: u64) -> Fit {
-        Err(Mismatch)
+    fn serialize_u64(self, v: u64) -> Fit {
+        self.integer(i64::try_from(v).map_err(|_| Mismatch)?)
     }
     fn serialize_f32(self, _: f32) -> Fit {
         Err(Mismatch)

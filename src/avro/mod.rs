@@ -310,3 +310,44 @@ fn schema_name(schema: &Schema) -> String {
         .map(|n| n.fullname(None))
         .unwrap_or_else(|| "(unnamed)".to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::Mapper;
+
+    /// The mapper's typed resources, every element included, are written by
+    /// the direct walk (no detour through JSON), with the bytes of their JSON.
+    #[test]
+    fn typed_resources_are_encoded_directly_with_the_bytes_of_their_json() {
+        let schemas = FhirSchemas::builtin();
+        let mapper = Mapper::default();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|x| x != "hl7") {
+                continue;
+            }
+            for m in crate::hl7::split::split(&std::fs::read(&path).unwrap()) {
+                let _ = mapper.map_with(&m, |resources| {
+                    for r in resources {
+                        let e = schemas.encoder(r.resource_type()).unwrap();
+                        let mut direct = Vec::new();
+                        let encoded = e.plan.encode_serialize(r.resource_type(), r, &mut direct);
+                        assert!(
+                            encoded.is_ok(),
+                            "{}: a {} goes through JSON: {:?}",
+                            path.display(),
+                            r.resource_type(),
+                            encoded.err()
+                        );
+                        assert_eq!(direct, e.encode(&r.to_json().unwrap()).unwrap());
+                        checked += 1;
+                    }
+                });
+            }
+        }
+        assert!(checked > 60, "{checked} resources");
+    }
+}

@@ -257,12 +257,18 @@ impl<'a> Reconciler<'a> {
                 }
                 return;
             }
-            Ok(Mapped::Resources(v)) => format!(
-                "no outputs; it maps to {} FHIR record(s) on {}/{}",
-                v.len(),
-                self.topics.encounter,
-                self.topics.observation
-            ),
+            Ok(Mapped::Resources(v)) => {
+                let mut topics: Vec<&str> = v
+                    .iter()
+                    .filter_map(|r| self.topics.for_type(r["resourceType"].as_str()?))
+                    .collect();
+                topics.dedup();
+                format!(
+                    "no outputs; it maps to {} FHIR record(s) on {}",
+                    v.len(),
+                    topics.join(", ")
+                )
+            }
             Err(_) => format!(
                 "no outputs; it does not map, so a {} entry was expected",
                 self.topics.dlq

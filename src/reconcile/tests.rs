@@ -127,7 +127,16 @@ fn no_content_pending_and_dead_letters_are_outcomes() {
     let st = stage();
     let mut r = Reconciler::new(&st, &mapper, Window::default(), false);
     r.add_output(&output("fhir.dlq", (0, 2), 0, 1, 5));
-    r.add_raw(&raw(0, 0, 1, &adt("N1", false)), false);
+    // No PID and no PV1: nothing to map (a PID alone yields a Patient).
+    r.add_raw(
+        &raw(
+            0,
+            0,
+            1,
+            b"MSH|^~\\&|APP|FAC|HL7BRIDGE|INT|20261122120000||ADT^A01^ADT_A01|N1|P|2.5.1\rEVN|A01|20261122120000\r",
+        ),
+        false,
+    );
     r.add_raw(&raw(0, 1, 1, &adt("P1", true)), true);
     r.add_raw(
         &raw(

@@ -549,21 +549,62 @@ pub fn identifier<'a>(v: &'a str, d: &Delimiters, t: &Tables) -> Option<Identifi
     let p = parts(v, d.component);
     let value = string(p.get(0), d)?;
     let auth = parts(p.get(3), d.subcomponent);
-    let (ns, uid) = (string(auth.get(0), d), string(auth.get(1), d));
-    let iso = auth.get(2).trim().eq_ignore_ascii_case("ISO");
-    let system = match (ns, uid) {
+    Some(Identifier {
+        type_: code(p.get(4), d)
+            .map(|ty| concept_of("http://terminology.hl7.org/CodeSystem/v2-0203", ty, None)),
+        system: authority_system(auth.get(0), auth.get(1), auth.get(2), d, t),
+        value,
+    })
+}
+
+/// An assigning authority (HD: namespace, universal ID, its type) as an
+/// identifier system: an ISO OID as `urn:oid:`, a URI as sent, a name as
+/// [`Tables::authority_uri`].
+pub(super) fn authority_system<'a>(
+    namespace: &'a str,
+    universal_id: &'a str,
+    id_type: &str,
+    d: &Delimiters,
+    t: &Tables,
+) -> Option<Text<'a>> {
+    let (ns, uid) = (string(namespace, d), string(universal_id, d));
+    let iso = id_type.trim().eq_ignore_ascii_case("ISO");
+    match (ns, uid) {
         (_, Some(uid)) if iso && is_oid(&uid) => Some(Cow::Owned(format!("urn:oid:{uid}"))),
         (_, Some(uid)) if uid.contains("://") && uri_as_sent(&uid).is_some() => Some(uid),
         (Some(ns), _) => Some(Cow::Owned(t.authority_uri(&ns))),
         (None, Some(uid)) => Some(Cow::Owned(t.authority_uri(&uid))),
         (None, None) => None,
-    };
+    }
+}
+
+/// EI to Identifier (IG EI[Identifier-Extension]): EI-1 the value, EI-2 to
+/// EI-4 (the assigning authority) the system. `sep` is the component
+/// delimiter, or the subcomponent one for an EI inside an EIP.
+pub fn entity_identifier<'a>(
+    v: &'a str,
+    sep: char,
+    d: &Delimiters,
+    t: &Tables,
+) -> Option<Identifier<'a>> {
+    let p = parts(v, sep);
     Some(Identifier {
-        type_: code(p.get(4), d)
-            .map(|ty| concept_of("http://terminology.hl7.org/CodeSystem/v2-0203", ty, None)),
-        system,
-        value,
+        type_: None,
+        system: authority_system(p.get(1), p.get(2), p.get(3), d, t),
+        value: string(p.get(0), d)?,
     })
+}
+
+/// CWE to its first Coding (IG CWE[Coding]), `default_table` as in
+/// [`codeable_concept`].
+pub fn first_coding<'a>(
+    v: &'a str,
+    d: &Delimiters,
+    t: &'a Tables,
+    default_table: Option<&str>,
+) -> Option<Coding<'a>> {
+    let p = parts(v, d.component);
+    coding(p.get(0), p.get(1), p.get(2), p.get(6), d, t, default_table)
 }
 
 /// Appends [`string`]`(raw)` to `out`, after `sep` unless `out` is empty:

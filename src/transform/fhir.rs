@@ -65,6 +65,9 @@ pub struct Reference<'a> {
 #[derive(Debug, Clone, Serialize)]
 pub struct Meta<'a> {
     pub source: Text<'a>,
+    /// Encounter only (PV2-22); the Observation schema has no such field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub security: Vec<Coding<'a>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -119,6 +122,84 @@ pub struct Participant<'a> {
 pub struct Location<'a> {
     pub location: Reference<'a>,
     pub status: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extension: Vec<Extension<'a>>,
+}
+
+/// FHIR Extension: a URL and one value, or nested extensions (the forms
+/// the mapper emits).
+#[derive(Debug, Clone)]
+pub struct Extension<'a> {
+    pub url: &'static str,
+    pub value: ExtensionValue<'a>,
+}
+
+impl<'a> Extension<'a> {
+    pub fn new(url: &'static str, value: ExtensionValue<'a>) -> Self {
+        Self { url, value }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum ExtensionValue<'a> {
+    String(Text<'a>),
+    DateTime(String),
+    Coding(Coding<'a>),
+    CodeableConcept(CodeableConcept<'a>),
+    Attachment(Attachment<'a>),
+    Reference(Reference<'a>),
+    Address(Address<'a>),
+    /// A complex extension (citizenship, nationality): no value of its own.
+    Nested(Vec<Extension<'a>>),
+}
+
+impl Serialize for Extension<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut e = s.serialize_struct("Extension", 2)?;
+        // Nested extensions come first, as in the schemas that have them.
+        if let ExtensionValue::Nested(v) = &self.value {
+            e.serialize_field("extension", v)?;
+        }
+        e.serialize_field("url", self.url)?;
+        match &self.value {
+            ExtensionValue::Nested(_) => {}
+            ExtensionValue::String(v) => e.serialize_field("valueString", v)?,
+            ExtensionValue::Address(v) => e.serialize_field("valueAddress", v)?,
+            ExtensionValue::DateTime(v) => e.serialize_field("valueDateTime", v)?,
+            ExtensionValue::Coding(v) => e.serialize_field("valueCoding", v)?,
+            ExtensionValue::CodeableConcept(v) => e.serialize_field("valueCodeableConcept", v)?,
+            ExtensionValue::Attachment(v) => e.serialize_field("valueAttachment", v)?,
+            ExtensionValue::Reference(v) => e.serialize_field("valueReference", v)?,
+        }
+        e.end()
+    }
+}
+
+/// FHIR Attachment (IG ED[Attachment], RP[Attachment]).
+#[derive(Debug, Clone, Serialize)]
+pub struct Attachment<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extension: Vec<Extension<'a>>,
+    #[serde(rename = "contentType", skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<Text<'a>>,
+    /// base64Binary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Text<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<Text<'a>>,
+}
+
+/// The extensions of a primitive element (`_status` in FHIR JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct Element<'a> {
+    pub extension: Vec<Extension<'a>>,
+}
+
+/// FHIR Narrative: `div` is XHTML with the text escaped.
+#[derive(Debug, Clone, Serialize)]
+pub struct Narrative {
+    pub status: &'static str,
+    pub div: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -135,6 +216,16 @@ pub struct Hospitalization<'a> {
         skip_serializing_if = "Option::is_none"
     )]
     pub pre_admission_identifier: Option<Identifier<'a>>,
+    #[serde(rename = "reAdmission", skip_serializing_if = "Option::is_none")]
+    pub re_admission: Option<CodeableConcept<'a>>,
+    #[serde(rename = "dietPreference", skip_serializing_if = "Vec::is_empty")]
+    pub diet_preference: Vec<CodeableConcept<'a>>,
+    #[serde(rename = "specialCourtesy", skip_serializing_if = "Vec::is_empty")]
+    pub special_courtesy: Vec<CodeableConcept<'a>>,
+    #[serde(rename = "specialArrangement", skip_serializing_if = "Vec::is_empty")]
+    pub special_arrangement: Vec<CodeableConcept<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Reference<'a>>,
 }
 
 impl Hospitalization<'_> {
@@ -142,6 +233,11 @@ impl Hospitalization<'_> {
         self.admit_source.is_none()
             && self.discharge_disposition.is_none()
             && self.pre_admission_identifier.is_none()
+            && self.re_admission.is_none()
+            && self.diet_preference.is_empty()
+            && self.special_courtesy.is_empty()
+            && self.special_arrangement.is_empty()
+            && self.destination.is_none()
     }
 }
 
@@ -150,7 +246,8 @@ pub struct Encounter<'a> {
     #[serde(rename = "resourceType")]
     pub resource_type: &'static str,
     pub id: Text<'a>,
-    pub meta: &'a Meta<'a>,
+    /// The message's meta, owned when PV2-22 adds a security label.
+    pub meta: Cow<'a, Meta<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub identifier: Vec<Identifier<'a>>,
     pub status: Text<'a>,
@@ -169,6 +266,21 @@ pub struct Encounter<'a> {
     pub location: Vec<Location<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hospitalization: Option<Hospitalization<'a>>,
+    // Elements added in schema version 2, after the first version's (the
+    // Avro schema's field order, which is also the member order).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<Narrative>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extension: Vec<Extension<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<CodeableConcept<'a>>,
+    #[serde(rename = "episodeOfCare", skip_serializing_if = "Vec::is_empty")]
+    pub episode_of_care: Vec<Reference<'a>>,
+    /// Duration, in days (IG NM[Quantity-LengthOfStay]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub length: Option<Quantity<'a>>,
+    #[serde(rename = "reasonCode", skip_serializing_if = "Vec::is_empty")]
+    pub reason_code: Vec<CodeableConcept<'a>>,
 }
 
 /// Observation.value[x] (and component.value[x]): one of these, by OBX-2.
@@ -215,7 +327,12 @@ impl Serialize for ObsValue<'_> {
 pub struct Observation<'a> {
     pub id: Text<'a>,
     pub meta: &'a Meta<'a>,
+    pub extension: Vec<Extension<'a>>,
+    pub identifier: Vec<Identifier<'a>>,
     pub status: Text<'a>,
+    /// `_status`: OBX-11 `X` as an alternate code.
+    pub status_element: Option<Element<'a>>,
+    pub category: Vec<CodeableConcept<'a>>,
     pub code: CodeableConcept<'a>,
     pub subject: Option<&'a Reference<'a>>,
     pub encounter: Option<Reference<'a>>,
@@ -223,11 +340,14 @@ pub struct Observation<'a> {
     pub performer: Vec<Reference<'a>>,
     /// None, one value (value[x]), or several: components that share `code`.
     pub values: Vec<ObsValue<'a>>,
+    pub data_absent_reason: Option<CodeableConcept<'a>>,
     pub interpretation: Vec<CodeableConcept<'a>>,
     pub reference_range: Vec<TextOnly<'a>>,
     pub note: Vec<TextOnly<'a>>,
-    /// The Specimen of the OBX's order group, when one is emitted.
+    pub body_site: Option<CodeableConcept<'a>>,
+    pub method: Option<CodeableConcept<'a>>,
     pub specimen: Option<Reference<'a>>,
+    pub device: Option<Reference<'a>>,
 }
 
 /// Observation.component: the observation's code with one value.
@@ -257,7 +377,7 @@ impl Serialize for Components<'_, '_> {
 
 impl Serialize for Observation<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut o = s.serialize_struct("Observation", 14)?;
+        let mut o = s.serialize_struct("Observation", 22)?;
         o.serialize_field("resourceType", "Observation")?;
         o.serialize_field("id", &self.id)?;
         o.serialize_field("meta", self.meta)?;
@@ -295,8 +415,31 @@ impl Serialize for Observation<'_> {
         if !self.note.is_empty() {
             o.serialize_field("note", &self.note)?;
         }
-        if let Some(specimen) = &self.specimen {
-            o.serialize_field("specimen", specimen)?;
+        // Elements added in schema version 2, after the first version's.
+        if !self.extension.is_empty() {
+            o.serialize_field("extension", &self.extension)?;
+        }
+        if !self.identifier.is_empty() {
+            o.serialize_field("identifier", &self.identifier)?;
+        }
+        if let Some(e) = &self.status_element {
+            o.serialize_field("_status", e)?;
+        }
+        if !self.category.is_empty() {
+            o.serialize_field("category", &self.category)?;
+        }
+        if let Some(d) = &self.data_absent_reason {
+            o.serialize_field("dataAbsentReason", d)?;
+        }
+        for (key, v) in [("bodySite", &self.body_site), ("method", &self.method)] {
+            if let Some(v) = v {
+                o.serialize_field(key, v)?;
+            }
+        }
+        for (key, v) in [("specimen", &self.specimen), ("device", &self.device)] {
+            if let Some(v) = v {
+                o.serialize_field(key, v)?;
+            }
         }
         o.end()
     }

@@ -19,6 +19,7 @@ mod merge;
 mod observation;
 mod orders;
 mod patient;
+mod references;
 mod service_request;
 mod specimen;
 pub mod tables;
@@ -158,11 +159,18 @@ impl Mapper {
                 .map(|eid| format!("Encounter/{eid}")),
             meta: fhir::Meta {
                 source: Cow::Owned(meta_source(header)),
+                security: Vec::new(),
             },
         };
         let mut out = Vec::new();
         if let (Some(pv1), Some(id)) = (&pv1, &encounter_id) {
-            out.push(Resource::Encounter(encounter::map(pv1, id, &ctx)?));
+            let pv2 = msg.segment("PV2");
+            out.push(Resource::Encounter(encounter::map(
+                pv1,
+                pv2.as_ref(),
+                id,
+                &ctx,
+            )?));
         }
         let first_observation = out.len();
         observation::map_all(&msg, &ctx, &mut out)?;

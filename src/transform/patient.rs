@@ -9,7 +9,8 @@ use super::datatypes::{
 };
 use super::demographics::{address, contact_point, human_name, organization_ref, v2_0203};
 use super::fhir::{
-    Address, CodeableConcept, Coding, Element, Extension, Identifier, Patient, PatientCommunication,
+    Address, CodeableConcept, Coding, Element, Extension, ExtensionValue, Identifier, Patient,
+    PatientCommunication,
 };
 use super::Context;
 use crate::hl7::message::{Delimiters, SegmentView};
@@ -60,10 +61,10 @@ pub(super) fn map<'a>(
         .flatten()
         .filter(|_| birth_date.is_some())
         .map(|dt| Element {
-            extension: vec![Extension {
-                value_date_time: Some(dt),
-                ..Extension::new("http://hl7.org/fhir/StructureDefinition/patient-birthTime")
-            }],
+            extension: vec![Extension::new(
+                "http://hl7.org/fhir/StructureDefinition/patient-birthTime",
+                ExtensionValue::DateTime(dt),
+            )],
         });
     let deceased_date_time = datetime(first_part(first(29), d.component), tz);
     let birth_order = first(25).trim().parse::<i32>().ok().filter(|n| *n > 0);
@@ -73,26 +74,23 @@ pub(super) fn map<'a>(
         first_part(first_part(first(6), d.component), d.subcomponent),
         d,
     ) {
-        extension.push(Extension {
-            value_string: Some(maiden),
-            ..Extension::new(concat!(
-                "http://hl7.org/fhir/StructureDefinition/",
-                "patient-mothersMaidenName"
-            ))
-        });
+        extension.push(Extension::new(
+            "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName",
+            ExtensionValue::String(maiden),
+        ));
     }
     extension.extend(concept_extension(
         codeable_concept(first(17), d, t, Some("0006")),
         "http://hl7.org/fhir/StructureDefinition/patient-religion",
     ));
     if let Some(place) = string(first(23), d) {
-        extension.push(Extension {
-            value_address: Some(Address {
+        extension.push(Extension::new(
+            "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
+            ExtensionValue::Address(Address {
                 text: Some(place),
                 ..empty_address()
             }),
-            ..Extension::new("http://hl7.org/fhir/StructureDefinition/patient-birthPlace")
-        });
+        ));
     }
     for (n, url) in [
         (
@@ -106,13 +104,8 @@ pub(super) fn map<'a>(
     ] {
         for cwe in reps(n) {
             if let Some(cc) = codeable_concept(cwe, d, t, Some("0171")) {
-                extension.push(Extension {
-                    extension: vec![Extension {
-                        value_codeable_concept: Some(cc),
-                        ..Extension::new("code")
-                    }],
-                    ..Extension::new(url)
-                });
+                let code = Extension::new("code", ExtensionValue::CodeableConcept(cc));
+                extension.push(Extension::new(url, ExtensionValue::Nested(vec![code])));
             }
         }
     }
@@ -127,10 +120,10 @@ pub(super) fn map<'a>(
             "http://hl7.org/fhir/StructureDefinition/patient-disability",
         ));
         if let Some(congregation) = string(first_part(pd1_first(14), d.component), d) {
-            extension.push(Extension {
-                value_string: Some(congregation),
-                ..Extension::new("http://hl7.org/fhir/StructureDefinition/patient-congregation")
-            });
+            extension.push(Extension::new(
+                "http://hl7.org/fhir/StructureDefinition/patient-congregation",
+                ExtensionValue::String(congregation),
+            ));
         }
     }
     if let Some(pv1) = pv1 {
@@ -224,10 +217,7 @@ fn concept_extension<'a>(
     cc: Option<CodeableConcept<'a>>,
     url: &'static str,
 ) -> Option<Extension<'a>> {
-    cc.map(|cc| Extension {
-        value_codeable_concept: Some(cc),
-        ..Extension::new(url)
-    })
+    cc.map(|cc| Extension::new(url, ExtensionValue::CodeableConcept(cc)))
 }
 
 /// PID-16 via the IG's `MaritalStatus` map; a code it does not list keeps

@@ -4,46 +4,10 @@
 
 use serde::Serialize;
 
-use super::{CodeableConcept, Identifier, Meta, Period, Quantity, Reference, Text, TextOnly};
-
-/// An extension with one of the value types the mapping uses, or nested
-/// extensions (citizenship, nationality).
-#[derive(Debug, Clone, Serialize)]
-pub struct Extension<'a> {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub extension: Vec<Extension<'a>>,
-    pub url: &'static str,
-    #[serde(rename = "valueString", skip_serializing_if = "Option::is_none")]
-    pub value_string: Option<Text<'a>>,
-    #[serde(rename = "valueDateTime", skip_serializing_if = "Option::is_none")]
-    pub value_date_time: Option<String>,
-    #[serde(
-        rename = "valueCodeableConcept",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub value_codeable_concept: Option<CodeableConcept<'a>>,
-    #[serde(rename = "valueAddress", skip_serializing_if = "Option::is_none")]
-    pub value_address: Option<Address<'a>>,
-}
-
-impl<'a> Extension<'a> {
-    pub fn new(url: &'static str) -> Self {
-        Self {
-            extension: Vec::new(),
-            url,
-            value_string: None,
-            value_date_time: None,
-            value_codeable_concept: None,
-            value_address: None,
-        }
-    }
-}
-
-/// A primitive's extensions (`_birthDate`).
-#[derive(Debug, Clone, Serialize)]
-pub struct Element<'a> {
-    pub extension: Vec<Extension<'a>>,
-}
+use super::{
+    CodeableConcept, Element, Extension, Identifier, Meta, Period, Quantity, Reference, Text,
+    TextOnly,
+};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HumanName<'a> {
