@@ -103,8 +103,9 @@ async fn metrics_count_messages_acks_naks_and_the_stage_and_health_is_reported()
         ),
         4.0
     );
-    // 3 Encounters, then 1 Encounter + 4 Observations.
-    assert_eq!(value(&m, "hl7bridge_transform_records_out_total"), 8.0);
+    // 3 ADTs: an Encounter and a Patient each; then the ORU: an Encounter,
+    // 4 Observations, its Patient and the OBR's DiagnosticReport.
+    assert_eq!(value(&m, "hl7bridge_transform_records_out_total"), 13.0);
     assert_eq!(value(&m, "hl7bridge_end_to_end_seconds_count"), 4.0);
     assert_eq!(value(&m, "hl7bridge_open_connections"), 1.0);
     assert_eq!(
