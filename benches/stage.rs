@@ -499,6 +499,11 @@ fn dump() {
         let mapped = match mapper.map(raw) {
             Ok(Mapped::Resources(r)) => serde_json::to_string(&r).unwrap(),
             Ok(Mapped::NoContent) => "no content".to_owned(),
+            Ok(Mapped::Partial { resources, skipped }) => format!(
+                "partial: {} skipped: {}",
+                serde_json::to_string(&resources).unwrap(),
+                skipped.len()
+            ),
             Err(e) => format!("error: {}", e.reason),
         };
         println!("{i} map {mapped}");

@@ -470,6 +470,17 @@ pub fn map_avro(
             }
         }
         Ok(Mapped::Resources(rs)) => rs,
+        Ok(Mapped::Partial { resources, skipped }) => {
+            assert!(
+                !skipped.is_empty(),
+                "a partial outcome names what it skipped"
+            );
+            assert!(
+                skipped.iter().all(|s| !s.reason.is_empty() && s.index > 0),
+                "a skipped segment has a position and a reason"
+            );
+            resources
+        }
     };
     assert!(!resources.is_empty(), "Resources is never empty");
     for (i, r) in resources.iter().enumerate() {

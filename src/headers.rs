@@ -26,6 +26,10 @@ pub const CLIENT_CERT: &str = "bridge.client_cert";
 pub const ERROR_CODE: &str = "error.code";
 pub const ERROR_REASON: &str = "error.reason";
 pub const TRUNCATED: &str = "dlq.truncated";
+/// On the stage's dead letter of one segment (a partial outcome): its name
+/// (`OBX`) and its 1-based position among the message's segments of that name.
+pub const ERROR_SEGMENT: &str = "error.segment";
+pub const ERROR_SEGMENT_INDEX: &str = "error.segment_index";
 
 // Provenance on every output of the stage.
 pub const SOURCE_TOPIC: &str = "source.topic";

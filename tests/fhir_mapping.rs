@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use hl7bridge::transform::{Mapped, Mapper};
+use hl7bridge::transform::{Mapped, Mapper, Skipped};
 use serde_json::{json, Value};
 
 /// Fixtures with FHIR content, and the IG rows their golden file checks.
@@ -254,8 +254,104 @@ fn ids_are_deterministic_and_messages_without_content_or_with_bad_obx_are_told_a
     };
     assert_eq!(rs.len(), 1);
     assert_eq!(rs[0]["resourceType"], "Patient");
-    let bad =
-        b"MSH|^~\\&|A|F|B|G|2026||ORU^R01|N2|P|2.5\rPID|||1^^^H^MR\rOBX|1|NM||1|5|mg||||||F\r";
+    // An OBX without OBX-3 costs its Observation: with nothing else to map
+    // the message fails; beside a PID it is a partial outcome.
+    let bad = b"MSH|^~\\&|A|F|B|G|2026||ORU^R01|N2|P|2.5\rOBX|1|NM||1|5|mg||||||F\r";
     let e = Mapper::default().map(bad).unwrap_err();
     assert_eq!(e.reason, "OBX-3 observation identifier is empty in OBX 1");
+    let partial =
+        b"MSH|^~\\&|A|F|B|G|2026||ORU^R01|N2|P|2.5\rPID|||1^^^H^MR\rOBX|1|NM||1|5|mg||||||F\r";
+    let Ok(Mapped::Partial { resources, skipped }) = Mapper::default().map(partial) else {
+        panic!("the Patient is still mapped")
+    };
+    assert_eq!(resources.len(), 1);
+    assert_eq!(resources[0]["resourceType"], "Patient");
+    assert_eq!(
+        skipped,
+        [Skipped {
+            segment: "OBX",
+            index: 1,
+            reason: "OBX-3 observation identifier is empty in OBX 1".into()
+        }]
+    );
+}
+
+/// Every literal `reference` ("Type/id") anywhere in a JSON value.
+fn literal_references(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get("reference") {
+                out.push(r.clone());
+            }
+            m.values().for_each(|x| literal_references(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| literal_references(x, out)),
+        _ => {}
+    }
+}
+
+/// `convert --format bundle` writes a transaction Bundle a FHIR server
+/// takes as it is: valid R4, one `PUT Type/id` per resource, unique
+/// absolute fullUrls, every literal reference resolved by one of the PUTs,
+/// and no duplicate entry when the same message is given twice.
+#[test]
+fn the_bundle_is_a_valid_transaction_with_one_put_per_resource() {
+    let fixtures = fixtures_dir();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hl7bridge"))
+        .args(["convert", "--format", "bundle"])
+        .arg(fixtures.join("oru_r01_two_obr_spm.hl7"))
+        .arg(fixtures.join("oru_r01_two_obr_spm.hl7"))
+        .arg(fixtures.join("adt_a40_v251.hl7"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fhir/fhir.r4.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft6::new(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&bundle)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .take(5)
+        .collect();
+    assert!(errors.is_empty(), "not valid FHIR R4: {errors:#?}");
+    assert_eq!(bundle["type"], "transaction");
+    let entries = bundle["entry"].as_array().unwrap();
+    let mut urls = std::collections::HashSet::new();
+    let mut puts = std::collections::HashSet::new();
+    let mut references = Vec::new();
+    for e in entries {
+        let (r, req) = (&e["resource"], &e["request"]);
+        assert_eq!(req["method"], "PUT");
+        let target = format!(
+            "{}/{}",
+            r["resourceType"].as_str().unwrap(),
+            r["id"].as_str().unwrap()
+        );
+        assert_eq!(req["url"], target.as_str());
+        let full_url = e["fullUrl"].as_str().unwrap();
+        assert!(full_url.starts_with("urn:uuid:"), "{full_url}");
+        assert!(urls.insert(full_url.to_owned()), "fullUrl {full_url} twice");
+        assert!(puts.insert(target.clone()), "{target} twice");
+        literal_references(r, &mut references);
+    }
+    for t in ["Patient", "DiagnosticReport", "Observation", "Specimen"] {
+        assert!(
+            puts.iter().any(|p| p.starts_with(&format!("{t}/"))),
+            "no {t}"
+        );
+    }
+    assert!(!references.is_empty());
+    for r in &references {
+        assert!(puts.contains(r), "{r} is not one of the bundle's PUTs");
+    }
 }

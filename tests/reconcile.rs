@@ -49,8 +49,10 @@ fn adt_without_content(control_id: &str) -> Vec<u8> {
 }
 
 /// An ORU whose OBX has no OBX-3: the stage dead-letters it to fhir.dlq.
+/// An ORU whose only content is an OBX without OBX-3: nothing else to map
+/// (no PID, no OBR), so the whole message is dead-lettered.
 fn unmappable_oru(control_id: &str) -> Vec<u8> {
-    format!("MSH|^~\\&|LABAPP|TESTFAC|HL7BRIDGE|INT|20261122120000||ORU^R01^ORU_R01|{control_id}|P|2.5.1\rPID|1||PHIMRN9^^^GENHOSP^MR||TESTPATIENT^BETA\rOBR|1|P1|F1|X^Y^LN\rOBX|1|ST|||SECRETVALUE||||||F\r").into_bytes()
+    format!("MSH|^~\\&|LABAPP|TESTFAC|HL7BRIDGE|INT|20261122120000||ORU^R01^ORU_R01|{control_id}|P|2.5.1\rOBX|1|ST|||SECRETVALUE||||||F\r").into_bytes()
 }
 
 /// Runs `reconcile --data-dir DIR --json ...`: exit status and the report.

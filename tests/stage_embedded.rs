@@ -47,7 +47,12 @@ async fn serve_maps_every_stored_fixture_to_avro_fhir_equal_to_the_direct_mappin
     for input in &inputs {
         let got = decoded.get(&source_id(input)).cloned().unwrap_or_default();
         match mapper.map(&input.value) {
-            Ok(Mapped::Resources(want)) => {
+            Ok(
+                Mapped::Resources(want)
+                | Mapped::Partial {
+                    resources: want, ..
+                },
+            ) => {
                 // Avro round trip through the pipeline is lossless.
                 assert_eq!(got, want, "outputs of {:?}", source_id(input));
                 resources += want.len();
@@ -79,8 +84,11 @@ async fn serve_maps_every_stored_fixture_to_avro_fhir_equal_to_the_direct_mappin
         ] {
             assert_eq!(out.header(h), source.header(h), "header {h}");
         }
-        // Confluent wire format: magic byte 0, then a 4-byte schema id.
-        assert_eq!(out.value[0], 0);
+        // Confluent wire format: magic byte 0, then a 4-byte schema id (a
+        // dead letter keeps the raw message instead).
+        if out.topic != "fhir.dlq" {
+            assert_eq!(out.value[0], 0);
+        }
     }
 
     let outcomes: HashMap<String, u64> =
@@ -168,6 +176,81 @@ async fn an_unmappable_record_goes_to_fhir_dlq_with_a_reason_and_the_stage_goes_
         2,
         "the next record is mapped"
     );
+}
+
+/// One bad segment costs only what depends on it: an ORU whose second OBX
+/// has no OBX-3 still yields its Patient, Encounter, the other Observations
+/// and its DiagnosticReport (whose results name only those), and the bad
+/// OBX goes to `fhir.dlq` on its own, with the message's coordinates, the
+/// segment and its position, indexed among the message's outputs. The
+/// outcome is counted `partial`, and `reconcile` finds nothing missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_bad_obx_costs_only_its_observation_and_is_dead_lettered_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::serve(dir.path(), &[]);
+    let raw = std::fs::read(fixtures_dir().join("oru_r01_one_bad_obx.hl7")).unwrap();
+    send_all(bridge.addr, &[raw.clone()]).await;
+    wait_for_stage(dir.path(), GROUP, WAIT);
+    let reader = EmbeddedReader::open(dir.path()).unwrap();
+    let observations = reader.read("fhir.observation", 0, 100).unwrap();
+    assert_eq!(observations.len(), 2, "OBX 1 and OBX 3");
+    for topic in ["fhir.patient", "fhir.encounter", "fhir.diagnosticreport"] {
+        assert_eq!(reader.read(topic, 0, 100).unwrap().len(), 1, "{topic}");
+    }
+    let dlq = reader.read("fhir.dlq", 0, 100).unwrap();
+    assert_eq!(dlq.len(), 1);
+    let d = &dlq[0];
+    assert_eq!(&d.value[..], &raw[..], "the raw bytes are kept");
+    assert_eq!(d.header("error.segment"), Some("OBX"));
+    assert_eq!(d.header("error.segment_index"), Some("2"));
+    assert!(d.header("error.reason").unwrap().contains("OBX-3"));
+    assert_eq!(d.header("source.topic"), Some("hl7v2.oru"));
+    // 5 resources and the dead part: indexes 0..6, the part last.
+    assert_eq!(d.header("source.count"), Some("6"));
+    assert_eq!(d.header("source.index"), Some("5"));
+    let report = reader.read("fhir.diagnosticreport", 0, 1).unwrap();
+    let mut decoder = embedded_decoder(dir.path());
+    let report = decoder.decode(&report[0].value).await.unwrap();
+    let ids: Vec<String> = observations
+        .iter()
+        .map(|o| format!("Observation/{}", o.header("fhir.id").unwrap()))
+        .collect();
+    let results: Vec<&str> = report["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reference"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        results, ids,
+        "the report's results are the mapped Observations"
+    );
+    let outcomes: HashMap<String, u64> =
+        hl7bridge::stage::progress::outcomes(reader.connection(), GROUP)
+            .unwrap()
+            .into_iter()
+            .collect();
+    assert_eq!(outcomes.get("partial"), Some(&1));
+    drop(bridge);
+    let rec = std::process::Command::new(bin())
+        .args(["reconcile", "--json", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&rec.stdout).unwrap();
+    assert!(rec.status.success(), "{report:#}");
+    assert_eq!(report["summary"]["partly_mapped"], 1, "{report:#}");
+
+    let convert = std::process::Command::new(bin())
+        .arg("convert")
+        .arg(fixtures_dir().join("oru_r01_one_bad_obx.hl7"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&convert.stderr);
+    assert_eq!(convert.status.code(), Some(1), "{err}");
+    assert!(err.contains("message 1: OBX 2 not mapped"), "{err}");
+    assert!(err.contains("1 partly mapped"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&convert.stdout).lines().count(), 5);
 }
 
 /// Ingests `n` ORUs with `serve --no-transform`, then runs `transform

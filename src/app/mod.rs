@@ -6,11 +6,14 @@
 //! - [`registry`]: the schema registry, remote or embedded;
 //! - [`stage`]: the stage built from a config;
 //! - [`metrics`]: the operator's endpoints;
-//! - one file per command: [`serve`], [`transform`], [`tail`], [`topics`].
+//! - one file per command: [`serve`], [`transform`], [`tail`], [`topics`],
+//!   [`replay`], [`convert`].
 
 pub mod backend;
+pub mod convert;
 pub mod metrics;
 pub mod registry;
+pub mod replay;
 pub mod serve;
 pub mod stage;
 pub mod tail;

@@ -330,7 +330,7 @@ mod tests {
                 continue;
             }
             for m in crate::hl7::split::split(&std::fs::read(&path).unwrap()) {
-                let _ = mapper.map_with(&m, |resources| {
+                let _ = mapper.map_with(&m, |resources, _| {
                     for r in resources {
                         let e = schemas.encoder(r.resource_type()).unwrap();
                         let mut direct = Vec::new();

@@ -24,8 +24,11 @@ pub(crate) struct Outputs {
     pub(crate) count: Option<u32>,
     /// FHIR records disagree on `source.count`.
     pub(crate) count_mismatch: bool,
-    /// `fhir.dlq` entries.
+    /// `fhir.dlq` entries of the whole message.
     pub(crate) dlq: u32,
+    /// `fhir.dlq` entries of one segment (a partial outcome): indexed among
+    /// the FHIR records.
+    pub(crate) parts: u32,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -70,6 +73,8 @@ pub(crate) struct Summary {
     pub(crate) no_content: u64,
     pub(crate) duplicate: u64,
     pub(crate) dead_lettered: u64,
+    /// Mapped but for some segments, which were dead-lettered on their own.
+    pub(crate) partly_mapped: u64,
     pub(crate) pending: u64,
 }
 
@@ -169,7 +174,8 @@ impl<'a> Reconciler<'a> {
             return self.malformed(r, "no valid source.partition/source.offset headers");
         };
         let coord = (ti, p as i32, o);
-        if r.topic == self.topics.dlq {
+        let part = r.header(h::ERROR_SEGMENT).is_some();
+        if r.topic == self.topics.dlq && !part {
             self.outputs.entry(coord).or_default().dlq += 1;
             return;
         }
@@ -179,6 +185,9 @@ impl<'a> Reconciler<'a> {
         };
         let e = self.outputs.entry(coord).or_default();
         e.indexes.push(index);
+        if part {
+            e.parts += 1;
+        }
         match e.count {
             None => e.count = Some(count),
             Some(c) if c != count => e.count_mismatch = true,
@@ -257,6 +266,13 @@ impl<'a> Reconciler<'a> {
                 }
                 return;
             }
+            Ok(Mapped::Partial { resources, skipped }) => format!(
+                "no outputs; it maps to {} FHIR record(s) and {} {} entr{} for segments it cannot map",
+                resources.len(),
+                skipped.len(),
+                self.topics.dlq,
+                if skipped.len() == 1 { "y" } else { "ies" }
+            ),
             Ok(Mapped::Resources(v)) => {
                 let mut topics: Vec<&str> = v
                     .iter()
@@ -373,6 +389,8 @@ impl<'a> Reconciler<'a> {
         if found.is_empty() {
             if e.indexes.is_empty() {
                 self.summary.dead_lettered += 1;
+            } else if e.parts > 0 {
+                self.summary.partly_mapped += 1;
             } else {
                 self.summary.resources += 1;
             }

@@ -104,7 +104,8 @@ pub(crate) fn repair(
         let Some(e) = present.get_mut(&(ti, p as i32, o)) else {
             return Ok(());
         };
-        if r.topic == topics.dlq {
+        // A segment's dead letter (partial outcome) is indexed like a FHIR record.
+        if r.topic == topics.dlq && r.header(h::ERROR_SEGMENT).is_none() {
             e.dlq += 1;
         } else if let Some(i) = num(h::SOURCE_INDEX) {
             e.fhir.push((
@@ -202,7 +203,7 @@ pub(crate) fn lacking(
 ) -> Result<Vec<Record>, String> {
     let dlq = &stage.topics().dlq;
     match stage.process(src) {
-        Outcome::Resources(records) => {
+        Outcome::Resources(records) | Outcome::Partial(records) => {
             let n = records.len();
             if have.dlq > 0 {
                 return Err(format!(

@@ -107,6 +107,7 @@ impl Report {
             ("no_content", s.no_content),
             ("duplicate", s.duplicate),
             ("dead-lettered", s.dead_lettered),
+            ("partly mapped", s.partly_mapped),
             ("pending", s.pending),
         ] {
             writeln!(out, "{name:<16}{n:>10}")?;
@@ -161,6 +162,7 @@ impl Report {
             "no_content": s.no_content,
             "duplicate": s.duplicate,
             "dead_lettered": s.dead_lettered,
+            "partly_mapped": s.partly_mapped,
             "pending": s.pending,
         });
         for kind in FINDING_KINDS {

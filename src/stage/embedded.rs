@@ -199,7 +199,10 @@ fn build(
         }
         let outcome = stage.process(&src);
         *counts.entry(outcome.name()).or_default() += 1;
-        if matches!(outcome, super::Outcome::Resources(_)) {
+        if matches!(
+            outcome,
+            super::Outcome::Resources(_) | super::Outcome::Partial(_)
+        ) {
             if let Some(at) = src.header(crate::headers::RECEIVED_AT) {
                 received_at.push(at.to_owned());
             }

@@ -25,7 +25,7 @@ use crate::record::Record;
 use crate::record::WithHeaders;
 use crate::registry::{topic_name_subject, RegistryError, SchemaRegistry};
 use crate::topics::FhirTopics;
-use crate::transform::{Mapper, Resource};
+use crate::transform::{Mapper, Resource, Skipped};
 
 /// Input headers copied onto every output.
 const CARRIED: &[&str] = &[
@@ -106,6 +106,10 @@ pub enum Outcome {
     NoContent,
     /// Mapping or encoding failed: one `fhir.dlq` record with the raw bytes.
     Dead(Record),
+    /// Some segments could not be mapped: the FHIR records of the rest, then
+    /// one `fhir.dlq` record per failed segment (`error.segment`,
+    /// `error.segment_index`), all indexed as outputs of the input.
+    Partial(Vec<Record>),
 }
 
 impl Outcome {
@@ -114,12 +118,13 @@ impl Outcome {
             Outcome::Resources(_) => "resources",
             Outcome::NoContent => "no_content",
             Outcome::Dead(_) => "dead",
+            Outcome::Partial(_) => "partial",
         }
     }
 
     pub fn into_records(self) -> Vec<Record> {
         match self {
-            Outcome::Resources(r) => r,
+            Outcome::Resources(r) | Outcome::Partial(r) => r,
             Outcome::NoContent => Vec::new(),
             Outcome::Dead(r) => vec![r],
         }
@@ -187,11 +192,15 @@ impl Stage {
     pub fn process(&self, src: &Source<'_>) -> Outcome {
         // The mapper's typed resources are encoded while they borrow the
         // message: no JSON tree in between.
-        let mapped = self.mapper.map_with(src.value, |resources| {
+        let mapped = self.mapper.map_with(src.value, |resources, skipped| {
             if resources.is_empty() {
-                return Outcome::NoContent;
+                return match skipped.first() {
+                    None => Outcome::NoContent,
+                    // Nothing else to emit: the message is dead as a whole.
+                    Some(s) => Outcome::Dead(self.dead(src, "map", &s.reason)),
+                };
             }
-            let count = resources.len();
+            let count = resources.len() + skipped.len();
             // What every output of this input shares, built once.
             let mut shared = Shared {
                 headers: provenance_base(src),
@@ -216,7 +225,13 @@ impl Stage {
                     Err(reason) => return Outcome::Dead(self.dead(src, "encode", &reason)),
                 }
             }
-            Outcome::Resources(out)
+            if skipped.is_empty() {
+                return Outcome::Resources(out);
+            }
+            for (i, part) in skipped.iter().enumerate() {
+                out.push(self.dead_part(src, resources.len() + i, count, part));
+            }
+            Outcome::Partial(out)
         });
         mapped.unwrap_or_else(|e| Outcome::Dead(self.dead(src, "map", &e.reason)))
     }
@@ -261,6 +276,34 @@ impl Stage {
             timestamp_ms: shared.timestamp_ms,
             value: Bytes::from(value),
         })
+    }
+
+    /// The `fhir.dlq` record of one segment the mapper skipped: the raw
+    /// bytes, where the segment is, and why, without content.
+    fn dead_part(&self, src: &Source<'_>, index: usize, count: usize, part: &Skipped) -> Record {
+        tracing::warn!(
+            topic = src.topic,
+            partition = src.partition,
+            offset = src.offset,
+            control_id = src.header(h::CONTROL_ID).unwrap_or(""),
+            segment = part.segment,
+            segment_index = part.index,
+            reason = %part.reason,
+            "segment dead-lettered by the stage; the rest of the message was mapped"
+        );
+        let mut headers = provenance(src, index, count);
+        headers.push((h::ERROR_CODE.into(), "map".into()));
+        headers.push((h::ERROR_REASON.into(), part.reason.clone()));
+        headers.push((h::ERROR_SEGMENT.into(), part.segment.into()));
+        headers.push((h::ERROR_SEGMENT_INDEX.into(), part.index.to_string()));
+        Record {
+            topic: self.topics.dlq.clone(),
+            key: src.key.map(str::to_owned),
+            partition: Some(src.partition),
+            headers,
+            timestamp_ms: now_ms(),
+            value: Bytes::copy_from_slice(src.value),
+        }
     }
 
     fn dead(&self, src: &Source<'_>, code: &str, reason: &str) -> Record {

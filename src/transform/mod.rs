@@ -42,6 +42,24 @@ pub enum Mapped {
     Resources(Vec<Value>),
     /// A valid message with nothing to map (no PID, PV1, OBX or order).
     NoContent,
+    /// Resources, and segments that could not be mapped: each cost only the
+    /// resources that depend on it (an OBX, its Observation).
+    Partial {
+        resources: Vec<Value>,
+        skipped: Vec<Skipped>,
+    },
+}
+
+/// A segment the mapper could not map. The rest of the message is mapped;
+/// the stage dead-letters this part on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The segment's name, e.g. `OBX`.
+    pub segment: &'static str,
+    /// Its 1-based position among the message's segments of that name.
+    pub index: usize,
+    /// Content-free, as [`MapError`]'s.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,27 +106,36 @@ pub(crate) struct Context<'a> {
 impl Mapper {
     /// The message's resources as FHIR JSON.
     pub fn map(&self, raw: &[u8]) -> Result<Mapped, MapError> {
-        self.map_with(raw, |resources| {
-            if resources.is_empty() {
-                return Ok(Mapped::NoContent);
-            }
-            resources
+        self.map_with(raw, |resources, skipped| {
+            let json = resources
                 .iter()
                 .map(Resource::to_json)
                 .collect::<Result<Vec<_>, _>>()
-                .map(Mapped::Resources)
-                .map_err(|_| MapError::new("a mapped resource cannot be written as JSON"))
+                .map_err(|_| MapError::new("a mapped resource cannot be written as JSON"))?;
+            Ok(match (json.is_empty(), skipped) {
+                (true, []) => Mapped::NoContent,
+                // Nothing else to emit: the message fails as a whole, as the
+                // stage then dead-letters it whole.
+                (true, [first, ..]) => return Err(MapError::new(first.reason.clone())),
+                (false, []) => Mapped::Resources(json),
+                (false, _) => Mapped::Partial {
+                    resources: json,
+                    skipped: skipped.to_vec(),
+                },
+            })
         })?
     }
 
     /// Maps one message and hands its resources (Encounter first, then
-    /// Observations in OBX order; empty for "no FHIR content") to `f`. The
-    /// resources borrow the message, so they live only for the call: what
-    /// the stage uses to encode Avro without building JSON first.
+    /// Observations in OBX order; empty for "no FHIR content") and the
+    /// segments it could not map to `f`. The resources borrow the message,
+    /// so they live only for the call: what the stage uses to encode Avro
+    /// without building JSON first. An error is a message that cannot be
+    /// read at all.
     pub fn map_with<R>(
         &self,
         raw: &[u8],
-        f: impl FnOnce(&[Resource<'_>]) -> R,
+        f: impl FnOnce(&[Resource<'_>], &[Skipped]) -> R,
     ) -> Result<R, MapError> {
         let unreadable =
             |r: crate::hl7::Reject| MapError::new(format!("message cannot be read: {}", r.reason));
@@ -172,14 +199,13 @@ impl Mapper {
                 &ctx,
             )?));
         }
-        let first_observation = out.len();
-        observation::map_all(&msg, &ctx, &mut out)?;
-        let observations = first_observation..out.len();
+        let mut skipped = Vec::new();
+        let observations = observation::map_all(&msg, &ctx, &mut out, &mut skipped);
         if let Some(pid) = &patient_id {
             merge::map_all(&msg, &ctx, id_types, pid, &mut out);
         }
-        orders::map_all(&msg, &ctx, observations, &mut out);
-        Ok(f(&out))
+        orders::map_all(&msg, &ctx, &observations, &mut out);
+        Ok(f(&out, &skipped))
     }
 }
 
@@ -415,7 +441,8 @@ mod tests {
 
     #[test]
     fn an_obx3_with_nothing_left_is_rejected_without_quoting_it() {
-        let m = b"MSH|^~\\&|A|F|B|G|2026||ORU^R01|N2|P|2.5\rPID|||1^^^H^MR\rOBX|1|ST|\\H\\ ^ \\N\\||SECRET||||||F\r";
+        let m =
+            b"MSH|^~\\&|A|F|B|G|2026||ORU^R01|N2|P|2.5\rOBX|1|ST|\\H\\ ^ \\N\\||SECRET||||||F\r";
         let e = Mapper::default().map(m).unwrap_err();
         assert_eq!(e.reason, "OBX-3 observation identifier is empty in OBX 1");
     }

@@ -129,21 +129,22 @@ pub(super) fn group_id(kind: &str, key: &str, ctx: &Context<'_>, n: usize, extra
 }
 
 /// Appends the Specimens, ServiceRequests and DiagnosticReports of the
-/// message's order groups to `out`, where `observations` are the ids of the
-/// message's Observations in OBX order; sets each Observation's specimen.
+/// message's order groups to `out`, where `observations` says where each
+/// OBX's Observation is in `out` (none for a skipped OBX, which no other
+/// resource then names); sets each Observation's specimen.
 pub(super) fn map_all<'a>(
     msg: &'a MessageView<'a>,
     ctx: &'a Context<'a>,
-    observations: std::ops::Range<usize>,
+    observations: &[Option<usize>],
     out: &mut Vec<Resource<'a>>,
 ) {
     let groups = groups(msg);
     let kind = ctx.header.message_type.to_ascii_uppercase();
     let results = kind == "ORU";
     let orders = kind == "ORM" || kind == "OML";
-    let obs_ids: Vec<String> = out[observations.clone()]
+    let obs_ids: Vec<Option<String>> = observations
         .iter()
-        .map(|r| r.id().to_owned())
+        .map(|at| at.and_then(|i| out.get(i)).map(|r| r.id().to_owned()))
         .collect();
     let mut specimens: Vec<super::fhir::Specimen<'a>> = Vec::new();
     let mut requests: Vec<super::fhir::ServiceRequest<'a>> = Vec::new();
@@ -156,7 +157,8 @@ pub(super) fn map_all<'a>(
             .collect();
         if let Some(first) = specimen_refs.first() {
             for &k in &g.obx {
-                if let Some(Resource::Observation(o)) = out.get_mut(observations.start + k) {
+                let at = observations.get(k).copied().flatten();
+                if let Some(Resource::Observation(o)) = at.and_then(|i| out.get_mut(i)) {
                     o.specimen = Some(first.clone());
                 }
             }
@@ -164,7 +166,7 @@ pub(super) fn map_all<'a>(
         let results_of = |g: &OrderGroup<'_>| -> Vec<Reference<'a>> {
             g.obx
                 .iter()
-                .filter_map(|&k| obs_ids.get(k))
+                .filter_map(|&k| obs_ids.get(k).and_then(Option::as_ref))
                 .map(|id| literal("Observation", id, None))
                 .collect()
         };

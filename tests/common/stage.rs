@@ -58,10 +58,12 @@ pub fn outputs(reader: &EmbeddedReader) -> Vec<StoredRecord> {
     reader.read_topics(&topics, 0, 10_000_000).unwrap()
 }
 
-/// The outputs each input should yield: resources mapped directly, or one DLQ entry.
+/// The outputs each input should yield: resources mapped directly (and a
+/// DLQ entry per skipped segment), or one DLQ entry.
 pub fn expected_output_count(value: &[u8]) -> usize {
     match Mapper::default().map(value) {
         Ok(Mapped::Resources(r)) => r.len(),
+        Ok(Mapped::Partial { resources, skipped }) => resources.len() + skipped.len(),
         Ok(Mapped::NoContent) => 0,
         Err(_) => 1,
     }

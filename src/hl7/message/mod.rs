@@ -20,9 +20,9 @@ use super::error::{ErrorCode, Reject};
 use super::split::strip_bom;
 
 mod normalise;
-mod view;
 #[cfg(test)]
 mod tests;
+mod view;
 
 use normalise::{normalise, normalise_msh, Text};
 pub use view::{MessageView, SegmentView};
@@ -392,4 +392,3 @@ fn header_from<'a>(
         delimiters,
     }
 }
-

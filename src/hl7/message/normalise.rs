@@ -197,4 +197,3 @@ pub(super) fn normalise_msh(line: &str) -> Result<(Delimiters, Cow<'_, str>), Re
     msh.push_str(rest);
     Ok((delimiters, Cow::Owned(msh)))
 }
-

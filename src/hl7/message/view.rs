@@ -88,4 +88,3 @@ impl<'a> MessageView<'a> {
         self.segments().find(|s| s.name == name)
     }
 }
-

@@ -173,7 +173,7 @@ impl KafkaStage {
             name = outcome.name();
             outcome.into_records()
         };
-        let received_at = (name == "resources")
+        let received_at = matches!(name, "resources" | "partial")
             .then(|| src.header(crate::headers::RECEIVED_AT).map(str::to_owned))
             .flatten();
         let seen = seen.filter(|_| !duplicate);

@@ -521,4 +521,3 @@ pub fn location_ref<'a>(v: &'a str, d: &Delimiters) -> Option<Reference<'a>> {
         display: Some(Cow::Owned(names)),
     })
 }
-

@@ -168,4 +168,3 @@ pub fn time(v: &str) -> Option<String> {
     }
     Some(out)
 }
-

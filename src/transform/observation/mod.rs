@@ -41,11 +41,16 @@ const SPECIMEN_EXTENSION: &str =
     "http://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.specimen";
 const ALTERNATE_CODES: &str = "http://hl7.org/fhir/StructureDefinition/alternate-codes";
 
+/// Appends one Observation per OBX to `out`. An OBX that cannot be mapped
+/// is skipped (noted in `skipped`) and costs only its own Observation.
+/// Returns, per OBX in message order, where its Observation is in `out`.
 pub(super) fn map_all<'a>(
     msg: &'a MessageView<'a>,
     ctx: &'a Context<'a>,
     out: &mut Vec<super::Resource<'a>>,
-) -> Result<(), MapError> {
+    skipped: &mut Vec<super::Skipped>,
+) -> Vec<Option<usize>> {
+    let mut at = Vec::new();
     let mut segs = msg.segments().peekable();
     let mut obr: Option<SegmentView<'a>> = None;
     let mut n_obx = 0;
@@ -77,7 +82,18 @@ pub(super) fn map_all<'a>(
                 while let Some(nte) = segs.next_if(|s| s.name == "NTE") {
                     notes.extend(nte.field(3));
                 }
-                let mut o = map_one(&seg, obr.as_ref(), &notes, n_obx, ctx)?;
+                let mut o = match map_one(&seg, obr.as_ref(), &notes, n_obx, ctx) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        skipped.push(super::Skipped {
+                            segment: "OBX",
+                            index: n_obx,
+                            reason: e.reason,
+                        });
+                        at.push(None);
+                        continue;
+                    }
+                };
                 // OBX with the same set ID, code and sub-ID in one order (senders
                 // that leave OBX-1 empty on every line of a text result) would
                 // share an id, and downstream upserts keep only the last: the
@@ -91,12 +107,13 @@ pub(super) fn map_all<'a>(
                     o.id = Cow::Owned(resource_id(&[&o.id, &n_obx.to_string()]));
                 }
                 prefixes.push(prefix(&o.id));
+                at.push(Some(out.len()));
                 out.push(super::Resource::Observation(o));
             }
             _ => {}
         }
     }
-    Ok(())
+    at
 }
 
 fn map_one<'a>(
