@@ -199,8 +199,8 @@ fn every_fixture_matches_its_golden_file() {
     }
 }
 
-#[test]
-fn every_resource_from_every_fixture_is_valid_fhir_r4() {
+/// The official FHIR R4 JSON Schema (MIT notice in tests/fhir/).
+fn fhir_r4_validator() -> jsonschema::Validator {
     let schema: Value = serde_json::from_str(
         &std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fhir/fhir.r4.schema.json"),
@@ -208,7 +208,12 @@ fn every_resource_from_every_fixture_is_valid_fhir_r4() {
         .unwrap(),
     )
     .unwrap();
-    let validator = jsonschema::draft6::new(&schema).expect("the FHIR schema compiles");
+    jsonschema::draft6::new(&schema).expect("the FHIR schema compiles")
+}
+
+#[test]
+fn every_resource_from_every_fixture_is_valid_fhir_r4() {
+    let validator = fhir_r4_validator();
     let mapper = Mapper::default();
     let mut checked = 0;
     for entry in std::fs::read_dir(fixtures_dir()).unwrap() {
@@ -310,14 +315,7 @@ fn the_bundle_is_a_valid_transaction_with_one_put_per_resource() {
         String::from_utf8_lossy(&out.stderr)
     );
     let bundle: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fhir/fhir.r4.schema.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::draft6::new(&schema).unwrap();
+    let validator = fhir_r4_validator();
     let errors: Vec<String> = validator
         .iter_errors(&bundle)
         .map(|e| format!("{e} at {}", e.instance_path()))

@@ -65,6 +65,17 @@ pub(crate) struct Finding {
     pub(crate) detail: String,
 }
 
+impl Finding {
+    /// The control ID as printed: `-` when the record has none.
+    pub(crate) fn shown_control_id(&self) -> &str {
+        if self.control_id.is_empty() {
+            "-"
+        } else {
+            &self.control_id
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Summary {
     /// Raw records in the window.

@@ -273,11 +273,7 @@ impl Repair {
             )?;
         }
         for (f, why) in &self.not_repairable {
-            let cid = if f.control_id.is_empty() {
-                "-"
-            } else {
-                &f.control_id
-            };
+            let cid = f.shown_control_id();
             writeln!(
                 out,
                 "not repairable: {} {}/{}/{}  control_id={}  {}",

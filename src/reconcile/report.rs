@@ -126,11 +126,7 @@ impl Report {
             writeln!(out)?;
         }
         for f in &self.findings {
-            let cid = if f.control_id.is_empty() {
-                "-"
-            } else {
-                &f.control_id
-            };
+            let cid = f.shown_control_id();
             writeln!(
                 out,
                 "{:<11}{}/{}/{}  control_id={}  {}",

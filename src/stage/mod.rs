@@ -296,6 +296,11 @@ impl Stage {
         headers.push((h::ERROR_REASON.into(), part.reason.clone()));
         headers.push((h::ERROR_SEGMENT.into(), part.segment.into()));
         headers.push((h::ERROR_SEGMENT_INDEX.into(), part.index.to_string()));
+        self.dlq_record(src, headers)
+    }
+
+    /// A `fhir.dlq` record: the raw bytes, on the input's key and partition.
+    fn dlq_record(&self, src: &Source<'_>, headers: Vec<(String, String)>) -> Record {
         Record {
             topic: self.topics.dlq.clone(),
             key: src.key.map(str::to_owned),
@@ -319,14 +324,7 @@ impl Stage {
         let mut headers = provenance(src, 0, 1);
         headers.push((h::ERROR_CODE.into(), code.into()));
         headers.push((h::ERROR_REASON.into(), reason.into()));
-        Record {
-            topic: self.topics.dlq.clone(),
-            key: src.key.map(str::to_owned),
-            partition: Some(src.partition),
-            headers,
-            timestamp_ms: now_ms(),
-            value: Bytes::copy_from_slice(src.value),
-        }
+        self.dlq_record(src, headers)
     }
 }
 
