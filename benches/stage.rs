@@ -126,6 +126,13 @@ fn cases() -> Vec<Case> {
             raw: oru_r01(n),
         });
     }
+    // An order with its OBX (the fixture: ORC, OBR, two OBX).
+    let orm = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/orm_o01_v251.hl7");
+    out.push(Case {
+        name: "orm_o01".into(),
+        headers: headers("FX-ORM-O01-251", "ORDERAPP", "ORM", "O01"),
+        raw: std::fs::read(orm).expect("fixtures/orm_o01_v251.hl7"),
+    });
     out
 }
 

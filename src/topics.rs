@@ -34,39 +34,36 @@ pub fn raw_topics(raw_prefix: &str, accept_types: &[String]) -> Vec<String> {
     names
 }
 
-/// The stage's output topics: one per FHIR resource type, named for the
-/// type in lower case, and the stage's dead-letter topic.
+/// The stage's output topics: one per FHIR resource type the transform
+/// emits, named for the type in lower case (`<prefix>encounter`,
+/// `<prefix>diagnosticreport`, ...), and the stage's dead-letter topic.
+/// A new resource type in `avro::RESOURCE_SCHEMAS` gets its topic here
+/// without a change to this file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FhirTopics {
-    pub encounter: String,
-    pub observation: String,
-    pub patient: String,
-    pub diagnostic_report: String,
-    pub service_request: String,
-    pub specimen: String,
+    /// In `avro::RESOURCE_SCHEMAS` order.
+    by_resource: Vec<String>,
     pub dlq: String,
 }
 
 impl FhirTopics {
-    /// `<prefix>encounter`, `<prefix>observation`, `<prefix>patient`,
-    /// `<prefix>diagnosticreport`, `<prefix>servicerequest`,
-    /// `<prefix>specimen` and `<prefix>dlq`.
     pub fn new(prefix: &str) -> Self {
         Self {
-            encounter: format!("{prefix}encounter"),
-            observation: format!("{prefix}observation"),
-            patient: format!("{prefix}patient"),
-            diagnostic_report: format!("{prefix}diagnosticreport"),
-            service_request: format!("{prefix}servicerequest"),
-            specimen: format!("{prefix}specimen"),
+            by_resource: crate::avro::RESOURCE_SCHEMAS
+                .iter()
+                .map(|(t, _)| format!("{prefix}{}", t.to_ascii_lowercase()))
+                .collect(),
             dlq: format!("{prefix}{DLQ}"),
         }
     }
 
     /// Every output topic, the dead-letter topic last.
-    pub fn all(&self) -> [&str; 7] {
-        let [e, o, p, r, s, sp] = self.by_resource();
-        [e, o, p, r, s, sp, &self.dlq]
+    pub fn all(&self) -> Vec<&str> {
+        self.by_resource
+            .iter()
+            .map(String::as_str)
+            .chain(std::iter::once(self.dlq.as_str()))
+            .collect()
     }
 
     /// The topic a resource type is written to.
@@ -74,19 +71,12 @@ impl FhirTopics {
         crate::avro::RESOURCE_SCHEMAS
             .iter()
             .position(|(t, _)| *t == resource_type)
-            .map(|i| self.by_resource()[i].as_str())
+            .map(|i| self.by_resource[i].as_str())
     }
 
     /// The topic of each resource type, in `avro::RESOURCE_SCHEMAS` order.
-    pub fn by_resource(&self) -> [&String; 6] {
-        [
-            &self.encounter,
-            &self.observation,
-            &self.patient,
-            &self.diagnostic_report,
-            &self.service_request,
-            &self.specimen,
-        ]
+    pub fn by_resource(&self) -> &[String] {
+        &self.by_resource
     }
 }
 

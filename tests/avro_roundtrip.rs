@@ -110,7 +110,7 @@ fn every_fixture_resource_round_trips_exactly() {
         "only {} resources round-tripped: the fixtures no longer map?",
         resources.len()
     );
-    for (rt, _) in RESOURCE_SCHEMAS {
+    for &(rt, _) in RESOURCE_SCHEMAS {
         assert!(
             by_type.get(rt).is_some_and(|&n| n > 0),
             "no {rt}: {by_type:?}"

@@ -146,6 +146,7 @@ const GOLDEN: &[(&str, &[&str])] = &[
             "OBX-2 RP -> valueAttachment url and contentType",
             "OBX-2 ED in ASCII -> data as Base64, ED-2 as alternate code when ED-3 is empty",
             "OBX-11 X -> _status alternate code, OBX-11 N -> dataAbsentReason not-asked",
+            "OBX-5 ED/RP of the OBR group -> DiagnosticReport.presentedForm (the Attachments)",
         ],
     ),
     (

@@ -32,8 +32,9 @@ pub const SERVICE_REQUEST_AVSC: &str = include_str!("../../schemas/fhir.ServiceR
 /// The registered text of the Specimen schema (record `fhir.Specimen`).
 pub const SPECIMEN_AVSC: &str = include_str!("../../schemas/fhir.Specimen.avsc");
 
-/// Every resource type the transform emits, with its schema text.
-pub const RESOURCE_SCHEMAS: [(&str, &str); 6] = [
+/// Every resource type the transform emits, with its schema text. Its
+/// topic (`topics::FhirTopics`) and registry subject follow from the name.
+pub const RESOURCE_SCHEMAS: &[(&str, &str)] = &[
     ("Encounter", ENCOUNTER_AVSC),
     ("Observation", OBSERVATION_AVSC),
     ("Patient", PATIENT_AVSC),

@@ -145,8 +145,8 @@ pub enum StageError {
 
 /// Schema ids under which each resource type is written, in
 /// [`avro::RESOURCE_SCHEMAS`] order.
-#[derive(Debug, Clone, Copy)]
-struct SchemaIds([u32; 6]);
+#[derive(Debug, Clone)]
+struct SchemaIds(Vec<u32>);
 
 pub struct Stage {
     mapper: Mapper,
@@ -155,7 +155,7 @@ pub struct Stage {
     topics: FhirTopics,
     /// Last wire-record size per resource type ([`avro::RESOURCE_SCHEMAS`]
     /// order), to size the next output buffer without regrowing it.
-    size_hint: [AtomicUsize; 6],
+    size_hint: Vec<AtomicUsize>,
 }
 
 impl Stage {
@@ -166,11 +166,11 @@ impl Stage {
         registry: &SchemaRegistry,
     ) -> Result<Self, StageError> {
         let topics = cfg.topics();
-        let mut ids = [0; 6];
+        let mut ids = vec![0; avro::RESOURCE_SCHEMAS.len()];
         for ((id, topic), (_, avsc)) in ids
             .iter_mut()
             .zip(topics.by_resource())
-            .zip(avro::RESOURCE_SCHEMAS)
+            .zip(avro::RESOURCE_SCHEMAS.iter())
         {
             *id = registry.register(&topic_name_subject(topic), avsc).await?;
         }
@@ -179,7 +179,10 @@ impl Stage {
             schemas: FhirSchemas::builtin(),
             ids: SchemaIds(ids),
             topics,
-            size_hint: Default::default(),
+            size_hint: avro::RESOURCE_SCHEMAS
+                .iter()
+                .map(|_| AtomicUsize::new(0))
+                .collect(),
         })
     }
 
@@ -249,7 +252,7 @@ impl Stage {
             return Err(format!("no output topic for resource type {kind:?}"));
         };
         let (topic, id, hint) = (
-            self.topics.by_resource()[i],
+            &self.topics.by_resource()[i],
             self.ids.0[i],
             &self.size_hint[i],
         );

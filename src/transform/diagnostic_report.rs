@@ -73,6 +73,7 @@ pub(super) fn map<'a>(
             .flat_map(|n| ndl(obr, n, ctx))
             .collect(),
         results_interpreter: ndl(obr, 32, ctx),
+        presented_form: Vec::new(),
         specimen,
         result,
     })

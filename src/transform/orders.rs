@@ -128,6 +128,30 @@ pub(super) fn group_id(kind: &str, key: &str, ctx: &Context<'_>, n: usize, extra
     }
 }
 
+/// The encapsulated reports (OBX-5 ED/RP, mapped to the Observation's
+/// `valueAttachment` extension) of a group's Observations: the report's
+/// presented form, as the IG's OBX[Observation] ED row says.
+fn presented_forms<'a>(
+    g: &OrderGroup<'_>,
+    observations: &[Option<usize>],
+    out: &[Resource<'a>],
+) -> Vec<super::fhir::Attachment<'a>> {
+    g.obx
+        .iter()
+        .filter_map(|&k| observations.get(k).copied().flatten())
+        .filter_map(|i| match out.get(i) {
+            Some(Resource::Observation(o)) => Some(o),
+            _ => None,
+        })
+        .flat_map(|o| o.extension.iter())
+        .filter(|e| e.url == super::observation::VALUE_EXTENSION)
+        .filter_map(|e| match &e.value {
+            super::fhir::ExtensionValue::Attachment(a) => Some(a.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Appends the Specimens, ServiceRequests and DiagnosticReports of the
 /// message's order groups to `out`, where `observations` says where each
 /// OBX's Observation is in `out` (none for a skipped OBX, which no other
@@ -188,6 +212,7 @@ pub(super) fn map_all<'a>(
             if let Some(mut dr) =
                 diagnostic_report::map(g, ctx, based_on, results_of(g), specimen_refs)
             {
+                dr.presented_form = presented_forms(g, observations, out);
                 if reports.iter().any(|r| r.id == dr.id) {
                     dr.id = repeated(&dr.id, g.n);
                 }

@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use super::{
-    CodeableConcept, Element, Extension, Identifier, Meta, Period, Quantity, Reference, Text,
-    TextOnly,
+    Attachment, CodeableConcept, Element, Extension, Identifier, Meta, Period, Quantity, Reference,
+    Text, TextOnly,
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -156,6 +156,10 @@ pub struct DiagnosticReport<'a> {
     pub specimen: Vec<Reference<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub result: Vec<Reference<'a>>,
+    /// IG OBX-5 ED: an encapsulated report (a PDF) is also the report's
+    /// presented form.
+    #[serde(rename = "presentedForm", skip_serializing_if = "Vec::is_empty")]
+    pub presented_form: Vec<Attachment<'a>>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -28,7 +28,7 @@ use crate::hl7::message::{Delimiters, MessageView, SegmentView};
 use value::{attachment, value};
 
 /// The R5 cross-version extension for Observation.value[x], with valueAttachment.
-const VALUE_EXTENSION: &str =
+pub(super) const VALUE_EXTENSION: &str =
     "http://hl7.org/fhir/5.0/StructureDefinition/extension-Observation.value";
 const NATURE_OF_ABNORMAL_TEST: &str =
     "http://hl7.org/fhir/StructureDefinition/observation-nature-of-abnormal-test";
