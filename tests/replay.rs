@@ -89,8 +89,9 @@ fn replaying_every_fixture_reports_what_the_server_stored() {
             .unwrap();
     let mut want: BTreeMap<String, u64> = BTreeMap::new();
     for m in manifest.fixture.iter().flat_map(|f| &f.messages) {
+        // MSH-15 NE, or ER on success: no ACK comes, and none is waited for.
         let label = if m.ack == "none" {
-            "timeout".to_owned()
+            "no-ack".to_owned()
         } else {
             m.ack.clone()
         };
@@ -173,4 +174,46 @@ fn nothing_listening_is_an_error_not_a_hang() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("error"));
+}
+
+/// HL7 v2 chapter 2: with MSH-15 NE no accept ACK is sent, and with ER only
+/// on an error. `replay` waits for none there (a generous `--timeout` would
+/// otherwise show up as timeouts) and counts those messages as sent with no
+/// ACK expected, which is success: exit 0, and the summary says so.
+#[test]
+fn messages_that_ask_for_no_ack_are_not_waited_for_and_count_as_sent() {
+    let data = tempfile::tempdir().unwrap();
+    let bridge = Bridge::serve(data.path(), &[]);
+    let input = tempfile::tempdir().unwrap();
+    for f in [
+        "oru_r01_enhanced_ne.hl7",
+        "oru_r01_enhanced_er.hl7",
+        "adt_a01_v251.hl7",
+    ] {
+        std::fs::copy(fixtures_dir().join(f), input.path().join(f)).unwrap();
+    }
+    let report_path = data.path().join("report.json");
+    let out = replay(&[
+        input.path().to_str().unwrap(),
+        "--to",
+        &bridge.addr.to_string(),
+        "--unique-control-ids",
+        "--timeout",
+        "60s",
+        "--report",
+        report_path.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(report["sent"], 3);
+    assert_eq!(report["accepted"], 3);
+    assert_eq!(report["outcomes"]["no-ack"], 2, "{report:#}");
+    assert_eq!(report["outcomes"]["AA"], 1, "{report:#}");
+    assert_eq!(report["outcomes"].get("timeout"), None);
+    // The summary's columns stay apart.
+    assert!(stdout.contains(" timeout mismatch"), "{stdout}");
+    bridge.kill();
+    assert_eq!(raw_records(data.path()), 3, "all three were stored");
 }

@@ -134,25 +134,25 @@ async fn show_progress(p: Arc<Progress>, total: u64) {
 
 fn print_summary(r: &Report) {
     let codes = [
-        "AA", "AE", "AR", "CA", "CE", "CR", "timeout", "mismatch", "error",
+        "AA", "AE", "AR", "CA", "CE", "CR", "no-ack", "timeout", "mismatch", "error",
     ];
     println!(
         "{:<16} {:>8} {}",
         "MESSAGE TYPE",
         "SENT",
-        codes.map(|c| format!("{c:>8}")).join("")
+        codes.map(|c| format!(" {c:>8}")).join("")
     );
     for (kind, counts) in &r.by_type {
         let sent: u64 = counts.values().sum();
         let cols: String = codes
             .iter()
-            .map(|c| format!("{:>8}", counts.get(*c).copied().unwrap_or(0)))
+            .map(|c| format!(" {:>8}", counts.get(*c).copied().unwrap_or(0)))
             .collect();
         println!("{kind:<16} {sent:>8} {cols}");
     }
     let cols: String = codes
         .iter()
-        .map(|c| format!("{:>8}", r.outcomes.get(*c).copied().unwrap_or(0)))
+        .map(|c| format!(" {:>8}", r.outcomes.get(*c).copied().unwrap_or(0)))
         .collect();
     println!("{:<16} {:>8} {cols}", "total", r.sent);
     println!(

@@ -42,6 +42,10 @@ pub enum Outcome {
     Timeout,
     /// Connection refused or broken.
     Error,
+    /// Enhanced mode with MSH-15 NE (never), or ER (on errors only) and no
+    /// error came back: chapter 2 says no accept ACK comes, so none is
+    /// waited for.
+    NoAckExpected,
 }
 
 impl Outcome {
@@ -51,11 +55,13 @@ impl Outcome {
             Outcome::Mismatch => "mismatch",
             Outcome::Timeout => "timeout",
             Outcome::Error => "error",
+            Outcome::NoAckExpected => "no-ack",
         }
     }
 
+    /// Accepted, or sent where the sender asked for no accept ACK.
     pub fn accepted(&self) -> bool {
-        matches!(self, Outcome::Ack(c) if c == "AA" || c == "CA")
+        matches!(self, Outcome::Ack(c) if c == "AA" || c == "CA") || *self == Outcome::NoAckExpected
     }
 }
 
@@ -158,6 +164,10 @@ pub async fn run_with(
                     .as_ref()
                     .map(|h| format!("{}^{}", h.message_type, h.trigger_event))
                     .unwrap_or_else(|| "unparseable".into());
+                let expect = header
+                    .as_ref()
+                    .map(|h| AckExpected::of(&h.accept_ack_type))
+                    .unwrap_or(AckExpected::Always);
                 let control_id = header.map(|h| h.control_id).unwrap_or_default();
                 let t0 = Instant::now();
                 let outcome = send_one(
@@ -167,9 +177,13 @@ pub async fn run_with(
                     &message,
                     &control_id,
                     opts.timeout,
+                    expect,
                 )
                 .await;
-                if !matches!(outcome, Outcome::Ack(_) | Outcome::Mismatch) {
+                if !matches!(
+                    outcome,
+                    Outcome::Ack(_) | Outcome::Mismatch | Outcome::NoAckExpected
+                ) {
                     conn = None; // the stream's state is unknown: start afresh
                 }
                 progress.done.fetch_add(1, Ordering::Relaxed);
@@ -194,6 +208,40 @@ pub async fn run_with(
     summarise(&samples, elapsed)
 }
 
+/// What MSH-15 (accept acknowledgment type) says the listener will answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AckExpected {
+    /// Original mode, or AL/SU/empty.
+    Always,
+    /// NE: never.
+    Never,
+    /// ER: only when the message is not accepted.
+    OnError,
+}
+
+/// How long an ER message waits for an error ACK before counting as
+/// accepted: a listener answers an error at once, and the stored case has
+/// nothing to wait for.
+const ER_GRACE: Duration = Duration::from_millis(250);
+
+impl AckExpected {
+    fn of(msh15: &str) -> Self {
+        match msh15.trim().to_ascii_uppercase().as_str() {
+            "NE" => AckExpected::Never,
+            "ER" => AckExpected::OnError,
+            _ => AckExpected::Always,
+        }
+    }
+
+    /// How long to wait for an answer (NE waits for none).
+    fn wait(self, timeout: Duration) -> Duration {
+        match self {
+            AckExpected::OnError => ER_GRACE.min(timeout),
+            AckExpected::Always | AckExpected::Never => timeout,
+        }
+    }
+}
+
 /// A plain TCP or TLS stream.
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
@@ -211,8 +259,9 @@ async fn send_one(
     message: &[u8],
     control_id: &str,
     timeout: Duration,
+    expect: AckExpected,
 ) -> Outcome {
-    let attempt = async {
+    let send = async {
         if conn.is_none() {
             let tcp = TcpStream::connect(to).await.ok()?;
             let _ = tcp.set_nodelay(true);
@@ -227,7 +276,20 @@ async fn send_one(
             });
         }
         let c = conn.as_mut()?;
-        c.stream.write_all(&frame(message)).await.ok()?;
+        c.stream.write_all(&frame(message)).await.ok()
+    };
+    match tokio::time::timeout(timeout, send).await {
+        Err(_) => return Outcome::Timeout,
+        Ok(None) => return Outcome::Error,
+        Ok(Some(())) => {}
+    }
+    if expect == AckExpected::Never {
+        return Outcome::NoAckExpected;
+    }
+    let Some(c) = conn.as_mut() else {
+        return Outcome::Error;
+    };
+    let receive = async {
         loop {
             if let Ok(Some(ack)) = c.codec.decode(&mut c.buf) {
                 return Some(ack);
@@ -237,7 +299,9 @@ async fn send_one(
             }
         }
     };
-    match tokio::time::timeout(timeout, attempt).await {
+    match tokio::time::timeout(expect.wait(timeout), receive).await {
+        // ER: no error came back within the grace, so it was accepted.
+        Err(_) if expect == AckExpected::OnError => Outcome::NoAckExpected,
         Err(_) => Outcome::Timeout,
         Ok(None) => Outcome::Error,
         Ok(Some(ack)) => match msa(&ack) {
