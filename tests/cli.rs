@@ -276,3 +276,47 @@ fn a_second_writer_on_one_data_directory_is_refused_and_readers_are_not() {
     let again = Bridge::serve(dir.path(), &[]);
     again.kill();
 }
+
+/// Logs written to a file or a pipe carry no ANSI colour codes (they are
+/// for a person at a terminal, and break grep and log collectors).
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--registry-listen",
+            "",
+            "--metrics-listen",
+            "",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut logs = String::new();
+    let mut lines = BufReader::new(child.stderr.take().unwrap());
+    // Read up to the listener's readiness: signals are handled from then on.
+    while !logs.contains("MLLP listener ready") {
+        assert!(
+            lines.read_line(&mut logs).unwrap() > 0,
+            "serve ended: {logs}"
+        );
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    while lines.read_line(&mut logs).unwrap() > 0 {}
+    child.wait().unwrap();
+    assert!(logs.contains("stopped cleanly"), "{logs}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "colour codes in piped logs: {logs:?}"
+    );
+}
