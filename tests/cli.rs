@@ -320,3 +320,57 @@ fn logs_to_a_pipe_have_no_colour_codes() {
         "colour codes in piped logs: {logs:?}"
     );
 }
+
+/// `tail` fits the topic: FHIR JSON by default on a FHIR topic, the
+/// record elsewhere; a format that cannot fit the topic is an error that
+/// names the one that does; a topic that does not exist is an error that
+/// lists those that do, rather than an empty wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_picks_the_format_of_the_topic_and_names_what_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::serve(dir.path(), &[]);
+    let mut client = Client::connect(bridge.addr).await;
+    assert_eq!(
+        client.roundtrip(&fixture("oru_r01_v251.hl7")).await.code(),
+        "AA"
+    );
+    common::stage::wait_for_stage(
+        dir.path(),
+        "hl7bridge-transform",
+        std::time::Duration::from_secs(30),
+    );
+    bridge.kill();
+    let tail = |args: &[&str]| {
+        Command::new(bin())
+            .arg("tail")
+            .args(args)
+            .args(["--from-beginning", "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = tail(&["fhir.observation", "--max", "1"]);
+    assert!(out.status.success());
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(first["resourceType"], "Observation", "FHIR JSON by default");
+    let out = tail(&["hl7v2.oru", "--max", "1"]);
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["topic"], "hl7v2.oru", "the record by default");
+
+    for (args, hint) in [
+        (["hl7v2.oru", "--format", "fhir"], "--format json"),
+        (["fhir.observation", "--format", "hl7"], "--format fhir"),
+    ] {
+        let out = tail(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(hint), "{args:?}: {err}");
+    }
+    let out = tail(&["hl7v2.orux"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no topic hl7v2.orux"), "{err}");
+    let (_, listed) = err.split_once("the topics are: ").expect("a list");
+    assert!(listed.trim().split(", ").any(|t| t == "hl7v2.oru"), "{err}");
+}

@@ -142,7 +142,10 @@ fn outputs() -> Vec<String> {
         .collect();
     assert!(names.iter().any(|n| n == "fhir.observation"), "{names:?}");
     for topic in &names {
-        let out = run(&["tail", topic, "--from-beginning"], dir.path());
+        let out = run(
+            &["tail", topic, "--from-beginning", "--format", "json"],
+            dir.path(),
+        );
         assert!(out.status.success(), "tail {topic}");
         for line in String::from_utf8(out.stdout).unwrap().lines() {
             lines.push(masked_record(line));

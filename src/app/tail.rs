@@ -33,7 +33,8 @@ pub struct TailOptions {
     pub start: Start,
     /// Keep waiting for new records.
     pub follow: bool,
-    pub format: Format,
+    /// None: `fhir` on the stage's FHIR topics, `json` elsewhere.
+    pub format: Option<Format>,
     /// Only records with this key.
     pub key: Option<String>,
     /// Only records written at or after this (milliseconds since the epoch).
@@ -93,19 +94,49 @@ impl Printer {
 
 /// Prints the records of `opts.topic` to stdout.
 pub fn tail(cfg: &Config, opts: TailOptions) -> anyhow::Result<()> {
-    let fhir = match opts.format {
+    let reader = super::backend::reader(cfg)?;
+    let topics = reader.topics()?;
+    if !topics.iter().any(|t| t.name == opts.topic) {
+        let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+        anyhow::bail!(
+            "no topic {} in the {}; the topics are: {}",
+            opts.topic,
+            super::backend::describe_store(cfg),
+            if names.is_empty() {
+                "(none yet)".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+    }
+    let fhir_topic = crate::topics::FhirTopics::new(&cfg.transform.output_prefix)
+        .by_resource()
+        .contains(&opts.topic);
+    let format = match (opts.format, fhir_topic) {
+        (Some(Format::Fhir), false) => anyhow::bail!(
+            "{} holds HL7 v2 messages, not FHIR Avro: use --format json (the record) or --format hl7",
+            opts.topic
+        ),
+        (Some(Format::Hl7), true) => anyhow::bail!(
+            "{} holds FHIR records in Avro: use --format fhir (FHIR JSON) or --format json (the record)",
+            opts.topic
+        ),
+        (Some(f), _) => f,
+        (None, true) => Format::Fhir,
+        (None, false) => Format::Json,
+    };
+    let fhir = match format {
         Format::Fhir => Some(fhir_decoder(cfg)?),
         _ => None,
     };
     let mut printer = Printer {
-        format: opts.format,
+        format,
         key: opts.key,
         since: opts.since,
         max: opts.max,
         printed: 0,
         fhir,
     };
-    let reader = super::backend::reader(cfg)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed = None;

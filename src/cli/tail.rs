@@ -23,8 +23,9 @@ pub struct TailArgs {
     /// Keep waiting for new records (the default unless --from-beginning is given).
     #[arg(long)]
     follow: bool,
-    #[arg(long, value_enum, default_value = "json")]
-    format: Format,
+    /// Output format [default: fhir on the FHIR topics, json elsewhere].
+    #[arg(long, value_enum)]
+    format: Option<Format>,
     /// Only records with this key (a patient key, e.g. GENHOSP|MRN10001).
     #[arg(long)]
     key: Option<String>,
