@@ -278,9 +278,10 @@ fn a_second_writer_on_one_data_directory_is_refused_and_readers_are_not() {
 }
 
 /// Logs written to a file or a pipe carry no ANSI colour codes (they are
-/// for a person at a terminal, and break grep and log collectors).
+/// for a person at a terminal, and break grep and log collectors), and a
+/// connection's open and close are not logged at INFO.
 #[test]
-fn logs_to_a_pipe_have_no_colour_codes() {
+fn logs_to_a_pipe_have_no_colour_codes_nor_a_line_per_connection() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(bin())
@@ -308,6 +309,14 @@ fn logs_to_a_pipe_have_no_colour_codes() {
             "serve ended: {logs}"
         );
     }
+    // A connection opened and closed is a debug line, not an INFO line.
+    let listen = logs
+        .split("listen=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    drop(std::net::TcpStream::connect(&listen).unwrap());
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -319,6 +328,7 @@ fn logs_to_a_pipe_have_no_colour_codes() {
         !logs.contains('\u{1b}'),
         "colour codes in piped logs: {logs:?}"
     );
+    assert!(!logs.contains("connection opened"), "{logs}");
 }
 
 /// `tail` fits the topic: FHIR JSON by default on a FHIR topic, the

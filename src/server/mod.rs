@@ -63,6 +63,14 @@ impl Server {
         let slots = Arc::new(Semaphore::new(self.max_connections));
         let tracker = TaskTracker::new();
         let open = Arc::new(AtomicUsize::new(0));
+        // Each connection's open and close is a debug line; an operator gets
+        // one INFO line a minute with the counts, when there were any.
+        let accepted_total = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(summarise_connections(
+            open.clone(),
+            accepted_total.clone(),
+            shutdown.clone(),
+        ));
         tracing::info!(
             listen = %listen,
             backend = self.log.kind(),
@@ -124,16 +132,17 @@ impl Server {
             let open = open.clone();
             let tls = security.tls.clone();
             ev::ConnectionsOpen(open.fetch_add(1, Ordering::Relaxed) + 1).emit();
+            accepted_total.fetch_add(1, Ordering::Relaxed);
             tracker.spawn(async move {
                 let why = match tls {
                     None => {
-                        tracing::info!(peer = %peer, "connection opened");
+                        tracing::debug!(peer = %peer, "connection opened");
                         Some(conn.run(socket, token).await)
                     }
                     Some(tls) => serve_tls(&tls, conn, socket, token).await,
                 };
                 if let Some(why) = why {
-                    tracing::info!(peer = %peer, reason = ?why, "connection closed");
+                    tracing::debug!(peer = %peer, reason = ?why, "connection closed");
                 }
                 ev::ConnectionsOpen(open.fetch_sub(1, Ordering::Relaxed) - 1).emit();
                 drop(permit);
@@ -144,6 +153,44 @@ impl Server {
         tracing::info!(open = tracker.len(), "shutting down: draining connections");
         tracker.wait().await;
         tracing::info!("all connections drained");
+    }
+}
+
+/// How often the connection summary is logged.
+const CONNECTION_SUMMARY_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Logs, once per [`CONNECTION_SUMMARY_EVERY`] in which connections were
+/// accepted or closed, how many were, and how many are open.
+async fn summarise_connections(
+    open: Arc<AtomicUsize>,
+    accepted: Arc<AtomicUsize>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(CONNECTION_SUMMARY_EVERY);
+    tick.tick().await;
+    let (mut last_accepted, mut last_open) = (0, 0);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (now_accepted, now_open) = (
+            accepted.load(Ordering::Relaxed),
+            open.load(Ordering::Relaxed),
+        );
+        let new = now_accepted - last_accepted;
+        // Closed in the interval: what was open, plus what came, less what is.
+        let closed = (last_open + new).saturating_sub(now_open);
+        if new > 0 || closed > 0 {
+            tracing::info!(
+                accepted = new,
+                closed,
+                open = now_open,
+                interval_s = CONNECTION_SUMMARY_EVERY.as_secs(),
+                "connections"
+            );
+        }
+        (last_accepted, last_open) = (now_accepted, now_open);
     }
 }
 
@@ -169,7 +216,7 @@ async fn serve_tls(
         tracing::warn!(peer = %conn.peer, client_cert,
             "client certificate matches no [[tls.allow]] entry: every message it sends will be rejected");
     }
-    tracing::info!(peer = %conn.peer, tls = true, client_cert, "connection opened");
+    tracing::debug!(peer = %conn.peer, tls = true, client_cert, "connection opened");
     Some(conn.run(stream, shutdown).await)
 }
 
