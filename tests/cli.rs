@@ -384,3 +384,32 @@ async fn tail_picks_the_format_of_the_topic_and_names_what_exists() {
     let (_, listed) = err.split_once("the topics are: ").expect("a list");
     assert!(listed.trim().split(", ").any(|t| t == "hl7v2.oru"), "{err}");
 }
+
+/// Every listener is bound before anything is announced: a port clash is
+/// one error at start that names the address, the flag and setting that
+/// control it, and how to turn that listener off.
+#[test]
+fn a_port_clash_is_one_clear_error_before_anything_is_announced() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--registry-listen", ""])
+        .args(["--metrics-listen", &addr])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&addr), "{err}");
+    assert!(
+        err.contains("--metrics-listen") && err.contains("metrics_listen"),
+        "{err}"
+    );
+    assert!(err.contains("to turn it off"), "{err}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("listening"),
+        "nothing is announced before every listener is bound"
+    );
+}

@@ -2,7 +2,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -11,22 +10,20 @@ use crate::log::LogReader;
 use crate::metrics::Readiness;
 use crate::registry::SchemaRegistry;
 
-/// Serves the endpoints on `metrics_listen` until `shutdown`, unless empty.
-/// `/readyz` checks the log through a reader of its own, and the registry.
+/// Serves the endpoints on `listener` (bound from `metrics_listen`, none
+/// when it is empty) until `shutdown`. `/readyz` checks the log through a
+/// reader of its own, and the registry.
 pub async fn start(
     cfg: &Config,
+    listener: Option<tokio::net::TcpListener>,
     registry: Option<Arc<SchemaRegistry>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Option<JoinHandle<()>>> {
-    let listen = cfg.metrics_listen.trim();
-    if listen.is_empty() {
+    let Some(listener) = listener else {
         return Ok(None);
-    }
+    };
     let handle =
         crate::metrics::install().map_err(|e| anyhow::anyhow!("installing metrics: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding the metrics endpoint to {listen}"))?;
     println!("hl7bridge metrics on http://{}", listener.local_addr()?);
     // A reader opened on first use: `transform` starts this before its
     // store exists.

@@ -6,11 +6,13 @@
 //! - [`registry`]: the schema registry, remote or embedded;
 //! - [`stage`]: the stage built from a config;
 //! - [`metrics`]: the operator's endpoints;
+//! - [`listen`]: binding every listener before announcing any;
 //! - one file per command: [`serve`], [`transform`], [`tail`], [`topics`],
 //!   [`replay`], [`convert`].
 
 pub mod backend;
 pub mod convert;
+pub mod listen;
 pub mod metrics;
 pub mod registry;
 pub mod replay;

@@ -42,23 +42,17 @@ pub fn open(cfg: &Config, missing: Missing) -> anyhow::Result<SchemaRegistry> {
     Ok(SchemaRegistry::Embedded(Arc::new(store)))
 }
 
-/// The registry of `cfg`, and its HTTP API served until `shutdown` when it is
-/// the embedded one and `registry_listen` is set.
+/// The registry of `cfg`, and its HTTP API served on `listener` until
+/// `shutdown` when it is the embedded one and `registry_listen` is set.
 pub async fn open_and_serve(
     cfg: &Config,
+    listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SchemaRegistry, Option<JoinHandle<()>>)> {
     let registry = open(cfg, Missing::Create)?;
-    let listen = cfg.transform.registry_listen.trim();
-    let SchemaRegistry::Embedded(store) = &registry else {
+    let (SchemaRegistry::Embedded(store), Some(listener)) = (&registry, listener) else {
         return Ok((registry, None));
     };
-    if listen.is_empty() {
-        return Ok((registry, None));
-    }
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding the schema registry to {listen}"))?;
     println!(
         "hl7bridge schema registry on http://{}",
         listener.local_addr()?

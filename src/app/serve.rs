@@ -28,9 +28,17 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let security = security(&cfg)?;
     let backend = Backend::open(&cfg)?;
     backend.ensure_topics(&cfg);
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("binding the MLLP listener to {}", cfg.listen))?;
+    // Every listener is bound before anything is announced: a clash is one
+    // error at start, not one per restart.
+    let listener = super::listen::bind_optional(
+        &cfg.listen.to_string(),
+        "the MLLP listener",
+        "listen",
+        "--listen",
+    )
+    .await?
+    .context("the MLLP listener cannot be turned off")?;
+    let listeners = super::listen::Listeners::bind(&cfg).await?;
     let server = Server {
         listener,
         intake: Arc::new(Intake::new(IntakeConfig::from_config(&cfg)?)),
@@ -60,7 +68,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     // The registry and the stage stop after the listener has drained.
     let background = CancellationToken::new();
     let (registry, registry_http) =
-        super::registry::open_and_serve(&cfg, background.clone()).await?;
+        super::registry::open_and_serve(&cfg, listeners.registry, background.clone()).await?;
     let stage = if backend.runs_stage(&cfg) {
         let stage = Arc::new(super::stage::build(&cfg, &registry).await?);
         backend
@@ -69,7 +77,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let metrics = super::metrics::start(&cfg, Some(Arc::new(registry)), background.clone()).await?;
+    let metrics = super::metrics::start(
+        &cfg,
+        listeners.metrics,
+        Some(Arc::new(registry)),
+        background.clone(),
+    )
+    .await?;
     server.run_with(security, shutdown).await;
     background.cancel();
     if let Some(stage) = stage {

@@ -13,9 +13,17 @@ use crate::config::Config;
 pub async fn transform(cfg: Config, batch: usize) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(crate::shutdown::on_signal(shutdown.clone()));
-    let (registry, http) = super::registry::open_and_serve(&cfg, shutdown.clone()).await?;
+    let listeners = super::listen::Listeners::bind(&cfg).await?;
+    let (registry, http) =
+        super::registry::open_and_serve(&cfg, listeners.registry, shutdown.clone()).await?;
     let stage = Arc::new(super::stage::build(&cfg, &registry).await?);
-    let metrics = super::metrics::start(&cfg, Some(Arc::new(registry)), shutdown.clone()).await?;
+    let metrics = super::metrics::start(
+        &cfg,
+        listeners.metrics,
+        Some(Arc::new(registry)),
+        shutdown.clone(),
+    )
+    .await?;
     let driver = StageDriver::open(&cfg, stage, batch)?;
     println!("hl7bridge transform {}", driver.describe(&cfg));
     driver.run(shutdown.clone()).await?;

@@ -114,7 +114,7 @@ flag_group! {
         /// Confluent-compatible schema registry URL; without it the embedded registry is used.
         #[arg(long, env = "HL7BRIDGE_SCHEMA_REGISTRY_URL")]
         schema_registry_url: String => transform.schema_registry_url,
-        /// Where the embedded registry serves its HTTP API ("" for nowhere) [default: 127.0.0.1:8081].
+        /// Where the embedded registry serves its HTTP API ("" for nowhere) [default: 127.0.0.1:2576].
         #[arg(long, env = "HL7BRIDGE_REGISTRY_LISTEN")]
         registry_listen: String => transform.registry_listen,
         /// Where /metrics, /healthz and /readyz are served ("" for nowhere) [default: 127.0.0.1:9464].

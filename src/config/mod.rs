@@ -140,7 +140,7 @@ impl Default for TransformConfig {
             dedup_window: Duration::from_secs(7 * 24 * 3600),
             group: "hl7bridge-transform".into(),
             schema_registry_url: String::new(),
-            registry_listen: "127.0.0.1:8081".into(),
+            registry_listen: "127.0.0.1:2576".into(),
             at_least_once: false,
         }
     }
