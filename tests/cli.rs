@@ -413,3 +413,43 @@ fn a_port_clash_is_one_clear_error_before_anything_is_announced() {
         "nothing is announced before every listener is bound"
     );
 }
+
+/// `convert ... | head` ends quietly with exit 0, as Unix tools do when
+/// the reader goes away; and replay refuses counts of zero rather than
+/// silently running once.
+#[test]
+fn a_closed_pipe_is_not_an_error_and_zero_counts_are_refused() {
+    use std::io::Read;
+    let mut child = Command::new(bin())
+        .arg("convert")
+        .arg(fixtures_dir())
+        .arg(fixtures_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 100];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The reader is gone: the rest (far more than a pipe buffer) cannot be written.
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+
+    for flag in ["--repeat", "--connections"] {
+        let out = Command::new(bin())
+            .args(["replay", "--dry-run", flag, "0"])
+            .arg(fixtures_dir())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} 0: {err}");
+        assert!(err.contains("must be at least 1"), "{flag} 0: {err}");
+    }
+}

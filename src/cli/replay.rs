@@ -18,13 +18,13 @@ pub struct ReplayArgs {
     #[arg(long, default_value = "127.0.0.1:2575")]
     to: String,
     /// Concurrent connections; each waits for an ACK before sending its next message.
-    #[arg(long, short = 'c', default_value_t = 1)]
+    #[arg(long, short = 'c', default_value_t = 1, value_parser = at_least_one)]
     connections: usize,
     /// Messages per second across all connections (default: as fast as ACKs come).
     #[arg(long)]
     rate: Option<f64>,
     /// Send the whole set this many times.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     repeat: usize,
     /// Rewrite MSH-10 with a fresh ID per message, so a set can be sent again.
     #[arg(long)]
@@ -50,6 +50,15 @@ pub struct ReplayArgs {
     /// Name the server certificate must carry [default: the host of --to].
     #[arg(long, requires = "tls_ca")]
     tls_server_name: Option<String>,
+}
+
+/// A count that must be at least 1: 0 would silently mean 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("expected a whole number, got {s:?}")),
+    }
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
