@@ -284,18 +284,7 @@ fn a_second_writer_on_one_data_directory_is_refused_and_readers_are_not() {
 fn logs_to_a_pipe_have_no_colour_codes_nor_a_line_per_connection() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(bin())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--registry-listen",
-            "",
-            "--metrics-listen",
-            "",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
+    let mut child = common::process::serve_command(dir.path(), &[])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -393,11 +382,7 @@ fn a_port_clash_is_one_clear_error_before_anything_is_announced() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--registry-listen", ""])
-        .args(["--metrics-listen", &addr])
-        .arg("--data-dir")
-        .arg(dir.path())
+    let out = common::process::serve_command(dir.path(), &["--metrics-listen", &addr])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

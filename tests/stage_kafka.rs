@@ -84,7 +84,7 @@ fn transform(brokers: &str, registry: &str, dir: &std::path::Path) -> Member {
 }
 
 fn all_outputs(cfg: &KafkaConfig) -> Vec<StoredRecord> {
-    OUTPUTS
+    output_topics()
         .iter()
         .flat_map(|t| read_kafka_topic(cfg, t))
         .collect()
@@ -130,7 +130,7 @@ fn terminate(mut m: Member) {
 /// with its registry endpoint: (settings, bridge, registry URL, its data dir).
 async fn serve_on(broker: &Tansu) -> (KafkaConfig, Bridge, String, tempfile::TempDir) {
     let cfg = kafka_config(&broker.brokers()).await;
-    let outputs: Vec<String> = OUTPUTS.iter().map(|s| s.to_string()).collect();
+    let outputs = output_topics();
     hl7bridge::log::kafka::create_topics(&cfg, &outputs, 6, 1)
         .await
         .unwrap();

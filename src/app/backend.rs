@@ -57,14 +57,6 @@ impl Backend {
         }
     }
 
-    /// For the announcement line: where records go.
-    pub fn describe(&self, cfg: &Config) -> String {
-        match self {
-            Backend::Embedded(..) => format!("embedded store at {}", cfg.data_dir.display()),
-            Backend::Kafka(_) => format!("kafka at {}", cfg.kafka.brokers),
-        }
-    }
-
     /// Creates missing raw topics, in the background and best effort: an
     /// unreachable broker must not stop the listener (it answers AE/CE until
     /// the broker is back). The embedded store creates topics on first write.

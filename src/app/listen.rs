@@ -40,7 +40,22 @@ impl Listeners {
     }
 }
 
-/// Binds `addr`, unless it is empty (the listener turned off).
+/// Binds `addr`; an error names the setting and flag that move it.
+pub async fn bind(
+    addr: &str,
+    what: &str,
+    setting: &str,
+    flag: &str,
+) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot bind {what} to {addr}: {e}. Set another address with {flag} (setting {setting})"
+        )
+    })
+}
+
+/// Binds `addr`, unless it is empty (the listener turned off); an error
+/// also says how to turn it off.
 pub async fn bind_optional(
     addr: &str,
     what: &str,
@@ -51,9 +66,8 @@ pub async fn bind_optional(
     if addr.is_empty() {
         return Ok(None);
     }
-    TcpListener::bind(addr).await.map(Some).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot bind {what} to {addr}: {e}. Set another address with {flag} (setting {setting}), or {flag} \"\" to turn it off"
-        )
-    })
+    bind(addr, what, setting, flag)
+        .await
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{e}, or {flag} \"\" to turn it off"))
 }

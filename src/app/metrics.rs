@@ -1,12 +1,11 @@
 //! Starting the operator's endpoints (`/metrics`, `/healthz`, `/readyz`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::log::LogReader;
 use crate::metrics::Readiness;
 use crate::registry::SchemaRegistry;
 
@@ -25,18 +24,13 @@ pub async fn start(
     let handle =
         crate::metrics::install().map_err(|e| anyhow::anyhow!("installing metrics: {e}"))?;
     println!("hl7bridge metrics on http://{}", listener.local_addr()?);
-    // A reader opened on first use: `transform` starts this before its
-    // store exists.
-    let reader: Mutex<Option<Box<dyn LogReader>>> = Mutex::new(None);
+    // A reader per check: `transform` starts this before its store exists,
+    // and a store removed later must show as not ready.
     let log_cfg = cfg.clone();
     let check_log = move || -> Result<(), String> {
-        let mut slot = reader.lock().map_err(|e| e.to_string())?;
-        if slot.is_none() {
-            let opened =
-                super::backend::reader(&log_cfg).map_err(|e| e.root_cause().to_string())?;
-            *slot = Some(opened);
-        }
-        slot.as_ref().map_or(Ok(()), |r| r.check())
+        super::backend::reader(&log_cfg)
+            .map_err(|e| e.root_cause().to_string())?
+            .check()
     };
     let ready = Readiness {
         log_name: if cfg.kafka.enabled() {

@@ -30,14 +30,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     backend.ensure_topics(&cfg);
     // Every listener is bound before anything is announced: a clash is one
     // error at start, not one per restart.
-    let listener = super::listen::bind_optional(
+    let listener = super::listen::bind(
         &cfg.listen.to_string(),
         "the MLLP listener",
         "listen",
         "--listen",
     )
-    .await?
-    .context("the MLLP listener cannot be turned off")?;
+    .await?;
     let listeners = super::listen::Listeners::bind(&cfg).await?;
     let server = Server {
         listener,
@@ -56,7 +55,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     println!(
         "hl7bridge listening on {} ({}{})",
         server.local_addr()?,
-        backend.describe(&cfg),
+        super::backend::describe_store(&cfg),
         match &security.tls {
             Some(t) if t.mutual() => ", TLS with client certificates",
             Some(_) => ", TLS",

@@ -95,9 +95,8 @@ impl Printer {
 /// Prints the records of `opts.topic` to stdout.
 pub fn tail(cfg: &Config, opts: TailOptions) -> anyhow::Result<()> {
     let reader = super::backend::reader(cfg)?;
-    let topics = reader.topics()?;
-    if !topics.iter().any(|t| t.name == opts.topic) {
-        let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+    let names = reader.topic_names()?;
+    if !names.contains(&opts.topic) {
         anyhow::bail!(
             "no topic {} in the {}; the topics are: {}",
             opts.topic,

@@ -404,6 +404,22 @@ fn consumer(cfg: &KafkaConfig) -> Result<BaseConsumer, LogError> {
     reader(cfg, "tail")
 }
 
+/// The names of the topics, from metadata alone (no watermark per
+/// partition, which `list_topics` fetches).
+pub fn topic_names(cfg: &KafkaConfig) -> Result<Vec<String>, LogError> {
+    let md = consumer(cfg)?
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(kafka_err)?;
+    let mut names: Vec<String> = md
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .filter(|n| !n.starts_with("__"))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// Topics with partition counts and record counts (high - low watermark).
 pub fn list_topics(cfg: &KafkaConfig) -> Result<Vec<TopicSummary>, LogError> {
     let c = consumer(cfg)?;

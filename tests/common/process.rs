@@ -11,6 +11,21 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_hl7bridge")
 }
 
+/// `hl7bridge serve` on `data_dir` with `extra` flags. Tests run in
+/// parallel, so every listener is on an ephemeral port or off unless
+/// `extra` names it.
+pub fn serve_command(data_dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    for flag in ["--registry-listen", "--metrics-listen"] {
+        if !extra.contains(&flag) {
+            cmd.args([flag, ""]);
+        }
+    }
+    cmd.arg("--data-dir").arg(data_dir).args(extra);
+    cmd
+}
+
 pub struct Bridge {
     pub child: Child,
     pub addr: SocketAddr,
@@ -51,25 +66,12 @@ impl Bridge {
         registry: bool,
         metrics_line: bool,
     ) -> (Self, Option<String>) {
-        let listen = if registry { "127.0.0.1:0" } else { "" };
-        // Tests run in parallel: no fixed ports unless a test asks for them.
-        let metrics: &[&str] = if extra.contains(&"--metrics-listen") {
-            &[]
+        let registry_flags: &[&str] = if registry {
+            &["--registry-listen", "127.0.0.1:0"]
         } else {
-            &["--metrics-listen", ""]
+            &[]
         };
-        let mut child = Command::new(bin())
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--registry-listen",
-                listen,
-            ])
-            .args(metrics)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
+        let mut child = serve_command(data_dir, &[registry_flags, extra].concat())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -16,15 +16,14 @@ use hl7bridge::transform::{Mapped, Mapper};
 use serde_json::Value;
 
 pub const INPUTS: [&str; 3] = ["hl7v2.adt", "hl7v2.oru", "hl7v2.orm"];
-pub const OUTPUTS: [&str; 7] = [
-    "fhir.encounter",
-    "fhir.observation",
-    "fhir.patient",
-    "fhir.diagnosticreport",
-    "fhir.servicerequest",
-    "fhir.specimen",
-    "fhir.dlq",
-];
+/// The stage's output topics (their names are pinned by `topics.rs`'s tests).
+pub fn output_topics() -> Vec<String> {
+    hl7bridge::topics::FhirTopics::new("fhir.")
+        .all()
+        .iter()
+        .map(|t| t.to_string())
+        .collect()
+}
 
 /// `(output topic, source topic, source partition, source offset, source index)`:
 /// what makes an output unique.
@@ -54,8 +53,7 @@ pub fn inputs(reader: &EmbeddedReader) -> Vec<StoredRecord> {
 
 /// Every record of the FHIR output topics.
 pub fn outputs(reader: &EmbeddedReader) -> Vec<StoredRecord> {
-    let topics: Vec<String> = OUTPUTS.iter().map(|s| s.to_string()).collect();
-    reader.read_topics(&topics, 0, 10_000_000).unwrap()
+    reader.read_topics(&output_topics(), 0, 10_000_000).unwrap()
 }
 
 /// The outputs each input should yield: resources mapped directly (and a
