@@ -230,3 +230,63 @@ impl EndToEnd<'_> {
         }
     }
 }
+
+pub const STORE_BYTES: &str = "hl7bridge_store_bytes";
+pub const STORE_FILE_BYTES: &str = "hl7bridge_store_file_bytes";
+pub const DISK_FREE_BYTES: &str = "hl7bridge_disk_free_bytes";
+pub const RETENTION_DELETED: &str = "hl7bridge_retention_deleted_records_total";
+
+/// A retention sweep of the embedded store ended: what it deleted, by class.
+pub struct RetentionSwept<'a> {
+    pub deleted: &'a [(&'static str, u64, u64)],
+    pub took: Duration,
+}
+
+impl RetentionSwept<'_> {
+    pub fn emit(&self) {
+        let mut total = 0;
+        for (class, records, _) in self.deleted {
+            counter!(RETENTION_DELETED, "class" => *class).increment(*records);
+            total += records;
+        }
+        if total > 0 {
+            let by_class = |c: &str| {
+                self.deleted
+                    .iter()
+                    .find(|(k, _, _)| *k == c)
+                    .map_or((0, 0), |(_, r, b)| (*r, *b))
+            };
+            let (raw, raw_b) = by_class("raw");
+            let (fhir, fhir_b) = by_class("fhir");
+            let (dlq, dlq_b) = by_class("dlq");
+            tracing::info!(
+                raw, raw_bytes = raw_b, fhir, fhir_bytes = fhir_b, dlq, dlq_bytes = dlq_b,
+                took_ms = self.took.as_millis() as u64,
+                "retention deleted records"
+            );
+        }
+    }
+}
+
+/// How much the embedded store holds, and how much room is left on its
+/// filesystem: the gauges an operator alerts on.
+pub struct StoreSize<'a> {
+    /// Record bytes (value, headers, key) per topic class.
+    pub class_bytes: &'a [(&'static str, u64)],
+    /// The database and its WAL on disk.
+    pub file_bytes: u64,
+    /// Free bytes on the data directory's filesystem, when known.
+    pub free_bytes: Option<u64>,
+}
+
+impl StoreSize<'_> {
+    pub fn emit(&self) {
+        for (class, bytes) in self.class_bytes {
+            gauge!(STORE_BYTES, "class" => *class).set(*bytes as f64);
+        }
+        gauge!(STORE_FILE_BYTES).set(self.file_bytes as f64);
+        if let Some(free) = self.free_bytes {
+            gauge!(DISK_FREE_BYTES).set(free as f64);
+        }
+    }
+}

@@ -399,6 +399,38 @@ fn a_port_clash_is_one_clear_error_before_anything_is_announced() {
     );
 }
 
+/// `serve --no-transform` and `transform` run side by side on one host
+/// (the Kafka layout): their metrics endpoints have different defaults, and
+/// `transform` takes its address from its own setting.
+#[test]
+fn transform_serves_metrics_on_its_own_setting_beside_serve() {
+    let defaults = hl7bridge::config::Config::default();
+    assert_eq!(defaults.metrics_listen, "127.0.0.1:9464");
+    assert_eq!(defaults.transform.metrics_listen, "127.0.0.1:9465");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hl7bridge.toml");
+    // serve's address is free; transform's is taken: only transform's counts.
+    std::fs::write(
+        &config,
+        format!("metrics_listen = \"127.0.0.1:0\"\n[transform]\nregistry_listen = \"\"\nmetrics_listen = \"{addr}\"\n"),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["transform", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&addr), "{err}");
+    assert!(err.contains("transform.metrics_listen"), "{err}");
+}
+
 /// `convert ... | head` ends quietly with exit 0, as Unix tools do when
 /// the reader goes away; and replay refuses counts of zero rather than
 /// silently running once.

@@ -85,6 +85,23 @@ impl Backend {
         }
     }
 
+    /// Starts retention sweeps and the store's size gauges: the embedded
+    /// store only; Kafka topics have the broker's own retention.
+    pub fn start_retention(
+        &self,
+        cfg: &Config,
+        shutdown: CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        match self {
+            Backend::Embedded(log, _) => Some(tokio::spawn(super::retention::run(
+                log.clone(),
+                cfg.clone(),
+                shutdown,
+            ))),
+            Backend::Kafka(_) => None,
+        }
+    }
+
     /// Commits or flushes what is queued, then lets go of the store.
     pub fn close(&self) {
         match self {

@@ -14,8 +14,9 @@ pub struct Listeners {
 
 impl Listeners {
     /// Binds the embedded registry's HTTP API (only when no external
-    /// registry is configured) and the operator's endpoints.
-    pub async fn bind(cfg: &Config) -> anyhow::Result<Self> {
+    /// registry is configured) and the operator's endpoints on
+    /// `cfg.metrics_listen`, which the command took from `metrics_setting`.
+    pub async fn bind(cfg: &Config, metrics_setting: &str) -> anyhow::Result<Self> {
         let embedded_registry = cfg.transform.schema_registry_url.trim().is_empty();
         let registry = match embedded_registry {
             true => {
@@ -32,7 +33,7 @@ impl Listeners {
         let metrics = bind_optional(
             &cfg.metrics_listen,
             "the metrics endpoint",
-            "metrics_listen",
+            metrics_setting,
             "--metrics-listen",
         )
         .await?;

@@ -7,6 +7,7 @@
 //! - [`stage`]: the stage built from a config;
 //! - [`metrics`]: the operator's endpoints;
 //! - [`listen`]: binding every listener before announcing any;
+//! - [`retention`]: the embedded store's retention sweeps and size gauges;
 //! - one file per command: [`serve`], [`transform`], [`tail`], [`topics`],
 //!   [`replay`], [`convert`].
 
@@ -16,6 +17,7 @@ pub mod listen;
 pub mod metrics;
 pub mod registry;
 pub mod replay;
+pub mod retention;
 pub mod serve;
 pub mod stage;
 pub mod tail;

@@ -37,7 +37,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         "--listen",
     )
     .await?;
-    let listeners = super::listen::Listeners::bind(&cfg).await?;
+    let listeners = super::listen::Listeners::bind(&cfg, "metrics_listen").await?;
     let server = Server {
         listener,
         intake: Arc::new(Intake::new(IntakeConfig::from_config(&cfg)?)),
@@ -76,6 +76,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    let retention = backend.start_retention(&cfg, background.clone());
     let metrics = super::metrics::start(
         &cfg,
         listeners.metrics,
@@ -92,7 +93,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             Err(e) => tracing::error!(error = %e, "transform stage panicked"),
         }
     }
-    for h in [registry_http, metrics].into_iter().flatten() {
+    for h in [registry_http, metrics, retention].into_iter().flatten() {
         let _ = h.await;
     }
     backend.close();

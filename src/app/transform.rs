@@ -13,7 +13,7 @@ use crate::config::Config;
 pub async fn transform(cfg: Config, batch: usize) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(crate::shutdown::on_signal(shutdown.clone()));
-    let listeners = super::listen::Listeners::bind(&cfg).await?;
+    let listeners = super::listen::Listeners::bind(&cfg, "transform.metrics_listen").await?;
     let (registry, http) =
         super::registry::open_and_serve(&cfg, listeners.registry, shutdown.clone()).await?;
     let stage = Arc::new(super::stage::build(&cfg, &registry).await?);

@@ -62,7 +62,7 @@ enum MappingsAction {
     },
 }
 
-pub use crate::config::args::{IntakeArgs, ListenerArgs, StageArgs, StoreArgs};
+pub use crate::config::args::{IntakeArgs, ListenerArgs, RetentionArgs, StageArgs, StoreArgs};
 
 fn check_mappings(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let (tables, name) = match &path {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::{IntakeArgs, ListenerArgs, StageArgs, StoreArgs};
+use super::{IntakeArgs, ListenerArgs, RetentionArgs, StageArgs, StoreArgs};
 use crate::config::Config;
 
 #[derive(Debug, Args)]
@@ -17,6 +17,8 @@ pub struct ServeArgs {
     intake: IntakeArgs,
     #[command(flatten)]
     stage: StageArgs,
+    #[command(flatten)]
+    retention: RetentionArgs,
     /// Do not run the streaming stage inside serve (run `hl7bridge transform` instead).
     #[arg(long)]
     no_transform: bool,
@@ -31,6 +33,7 @@ impl ServeArgs {
         self.listener.apply(&mut c);
         self.intake.apply(&mut c);
         self.stage.apply(&mut c);
+        self.retention.apply(&mut c);
         if self.no_transform {
             c.transform.enabled = false;
         }

@@ -31,6 +31,11 @@ pub fn run(args: TransformArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = args.store.config()?;
     args.intake.apply(&mut cfg);
     args.stage.apply(&mut cfg);
+    // `transform` has its own metrics port, so it runs beside `serve` on one
+    // host; --metrics-listen (or its variable) still moves it.
+    if args.stage.metrics_listen.is_none() {
+        cfg.metrics_listen = cfg.transform.metrics_listen.clone();
+    }
     if let Some(v) = args.partitions {
         cfg.partitions = v;
     }

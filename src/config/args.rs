@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{parse_bytes, Config};
+use super::{parse_bytes, ByteCap, Config, Keep};
 
 /// Declares a group of optional flags and its `apply`, which writes each
 /// flag given into its config field.
@@ -117,12 +117,33 @@ flag_group! {
         /// Where the embedded registry serves its HTTP API ("" for nowhere) [default: 127.0.0.1:2576].
         #[arg(long, env = "HL7BRIDGE_REGISTRY_LISTEN")]
         registry_listen: String => transform.registry_listen,
-        /// Where /metrics, /healthz and /readyz are served ("" for nowhere) [default: 127.0.0.1:9464].
+        /// Where /metrics, /healthz and /readyz are served ("" for nowhere) [default: 127.0.0.1:9464 for serve, 127.0.0.1:9465 for transform].
         #[arg(long, env = "HL7BRIDGE_METRICS_LISTEN")]
         metrics_listen: String => metrics_listen,
         /// Sender duplicates are emitted once within this window, e.g. 7d [default: 7d].
         #[arg(long, env = "HL7BRIDGE_DEDUP_WINDOW", value_parser = humantime::parse_duration)]
         dedup_window: Duration => transform.dedup_window,
+    }
+}
+
+flag_group! {
+    /// Retention on the embedded store, per topic class (`[retention]`).
+    pub struct RetentionArgs {
+        /// Keep raw records this long once the stage has processed them, e.g. 7d, or forever [default: 7d].
+        #[arg(long, env = "HL7BRIDGE_RETENTION_RAW")]
+        retention_raw: Keep => retention.raw,
+        /// Cap on raw record bytes, e.g. 20GiB, or none [default: none].
+        #[arg(long, env = "HL7BRIDGE_RETENTION_RAW_BYTES")]
+        retention_raw_bytes: ByteCap => retention.raw_bytes,
+        /// Keep FHIR records this long, e.g. 7d, or forever [default: 7d].
+        #[arg(long, env = "HL7BRIDGE_RETENTION_FHIR")]
+        retention_fhir: Keep => retention.fhir,
+        /// Cap on FHIR record bytes, e.g. 20GiB, or none [default: none].
+        #[arg(long, env = "HL7BRIDGE_RETENTION_FHIR_BYTES")]
+        retention_fhir_bytes: ByteCap => retention.fhir_bytes,
+        /// Keep dead letters this long (no byte cap), e.g. 30d, or forever [default: 30d].
+        #[arg(long, env = "HL7BRIDGE_RETENTION_DLQ")]
+        retention_dlq: Keep => retention.dlq,
     }
 }
 

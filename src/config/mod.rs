@@ -10,6 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub mod args;
+mod retention;
+
+pub use retention::{ByteCap, Keep, RetentionConfig};
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -56,6 +59,8 @@ pub struct Config {
     pub transform: TransformConfig,
     /// TLS (and mTLS with a sender allowlist) on the MLLP listener.
     pub tls: TlsConfig,
+    /// `[retention]` (embedded store only).
+    pub retention: RetentionConfig,
 }
 
 /// `[tls]` in the config file. TLS is on when `cert` is set.
@@ -129,6 +134,10 @@ pub struct TransformConfig {
     /// Write to partition = murmur2(key) when input and output partition counts
     /// differ, giving up exactly-once (ids stay deterministic).
     pub at_least_once: bool,
+    /// Where `hl7bridge transform` serves /metrics, /healthz and /readyz: a
+    /// port of its own, so it runs beside `serve --no-transform` on one host
+    /// with the defaults.
+    pub metrics_listen: String,
 }
 
 impl Default for TransformConfig {
@@ -142,6 +151,7 @@ impl Default for TransformConfig {
             schema_registry_url: String::new(),
             registry_listen: "127.0.0.1:2576".into(),
             at_least_once: false,
+            metrics_listen: "127.0.0.1:9465".into(),
         }
     }
 }
@@ -169,6 +179,7 @@ impl Default for Config {
             kafka: Default::default(),
             transform: Default::default(),
             tls: Default::default(),
+            retention: Default::default(),
         }
     }
 }
@@ -256,8 +267,13 @@ impl Config {
             );
         }
 
-        if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<SocketAddr>().is_err() {
-            return invalid("metrics_listen", "must be host:port, or empty for none");
+        for (name, addr) in [
+            ("metrics_listen", &self.metrics_listen),
+            ("transform.metrics_listen", &self.transform.metrics_listen),
+        ] {
+            if !addr.is_empty() && addr.parse::<SocketAddr>().is_err() {
+                return invalid(name, "must be host:port, or empty for none");
+            }
         }
         if !self.transform.registry_listen.is_empty()
             && self
@@ -359,9 +375,11 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
         "kib" => 1024,
         "m" | "mb" => 1000 * 1000,
         "mib" => 1024 * 1024,
+        "g" | "gb" => 1000 * 1000 * 1000,
+        "gib" => 1024 * 1024 * 1024,
         _ => {
             return Err(format!(
-                "invalid byte size unit in {s:?} (use B, KiB, MiB, KB or MB)"
+                "invalid byte size unit in {s:?} (use B, KiB, MiB, GiB, KB, MB or GB)"
             ))
         }
     };

@@ -15,6 +15,7 @@
 
 pub mod lock;
 mod reader;
+pub mod retention;
 mod schema;
 mod writer;
 
@@ -83,12 +84,20 @@ impl EmbeddedLog {
             return Err(LogError::Config("partitions must be at least 1".into()));
         }
         std::fs::create_dir_all(&cfg.data_dir)?;
-        let conn = Connection::open(cfg.data_dir.join(DB_FILE))?;
+        let mut conn = Connection::open(cfg.data_dir.join(DB_FILE))?;
         // A `transform --data-dir` process may share the file with `serve`.
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Lets retention give freed pages back to the filesystem. Takes
+        // effect only on a new file (before its first table); an older store
+        // reuses freed pages but keeps its size until a `VACUUM`.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // The WAL is truncated back to this after a checkpoint instead of
+        // keeping its high-water size for ever.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         conn.execute_batch(SCHEMA)?;
+        schema::upgrade(&mut conn)?;
         let mut state = WriterState::load(&conn, cfg.partitions)?;
         let (tx, mut rx) = mpsc::channel::<Append>(cfg.queue_depth.max(1));
         let max_batch = cfg.max_batch_records.max(1);
@@ -130,6 +139,28 @@ impl EmbeddedLog {
             writer: Mutex::new(Some(writer)),
             appended,
         })
+    }
+
+    /// Runs one step of a retention sweep in the writer's own transaction,
+    /// queued behind the appends already waiting.
+    pub fn retention_step(
+        &self,
+        policy: std::sync::Arc<retention::Policy>,
+        mut sweep: retention::Sweep,
+        now_ms: i64,
+    ) -> BoxFuture<'static, Result<(retention::Step, retention::Sweep), LogError>> {
+        let (tx, rx) = oneshot::channel();
+        let work: TxnWork = Box::new(move |conn| {
+            let step = retention::step(conn, &policy, now_ms, &mut sweep)?;
+            let _ = tx.send((step, sweep));
+            Ok(())
+        });
+        let done = self.submit(Vec::new(), Some(work));
+        async move {
+            done.await?;
+            rx.await.map_err(|_| LogError::Closed)
+        }
+        .boxed()
     }
 
     /// Resolves after the next commit of appended records (or at once if one

@@ -56,7 +56,7 @@ impl EmbeddedReader {
 
     pub fn topics(&self) -> Result<Vec<TopicSummary>, LogError> {
         let mut stmt = self.conn.prepare(
-            "SELECT t.name, t.partitions, (SELECT COALESCE(SUM(o.next_offset), 0) FROM partition_offsets o WHERE o.topic = t.name)
+            "SELECT t.name, t.partitions, (SELECT COALESCE(SUM(o.next_offset - o.start_offset), 0) FROM partition_offsets o WHERE o.topic = t.name)
              FROM topics t ORDER BY t.name",
         )?;
         let rows = stmt.query_map([], |r| {

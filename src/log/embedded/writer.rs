@@ -111,6 +111,8 @@ impl WriterState {
         // Next offset of each (topic, partition) this group wrote to; a group
         // touches few of them, so a list beats a map.
         let mut next: Vec<((String, i32), i64)> = Vec::new();
+        // Record bytes added to each of those, in the same order.
+        let mut added: Vec<i64> = Vec::new();
         let mut positions = Vec::with_capacity(group.iter().map(|a| a.records.len()).sum());
         // Header JSON, written into one buffer reused across the group.
         let mut headers = Vec::with_capacity(1024);
@@ -191,9 +193,16 @@ impl WriterState {
                     headers,
                     &r.value[..]
                 ])?;
+                let size = (r.value.len() + headers.len() + r.key.as_ref().map_or(0, |k| k.len())) as i64;
                 match slot {
-                    Some(i) => next[i].1 = offset + 1,
-                    None => next.push(((r.topic.clone(), partition), offset + 1)),
+                    Some(i) => {
+                        next[i].1 = offset + 1;
+                        added[i] += size;
+                    }
+                    None => {
+                        next.push(((r.topic.clone(), partition), offset + 1));
+                        added.push(size);
+                    }
                 }
                 positions.push(Position {
                     topic: r.topic.clone(),
@@ -204,11 +213,12 @@ impl WriterState {
         }
         {
             let mut upsert = conn.prepare_cached(
-                "INSERT INTO partition_offsets (topic, partition, next_offset) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                "INSERT INTO partition_offsets (topic, partition, next_offset, bytes) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset,
+                     bytes = bytes + excluded.bytes",
             )?;
-            for ((topic, partition), o) in &next {
-                upsert.execute(params![topic, partition, o])?;
+            for (((topic, partition), o), b) in next.iter().zip(&added) {
+                upsert.execute(params![topic, partition, o, b])?;
             }
         }
         for work in group.iter_mut().filter_map(|a| a.work.take()) {
