@@ -431,6 +431,78 @@ fn transform_serves_metrics_on_its_own_setting_beside_serve() {
     assert!(err.contains("transform.metrics_listen"), "{err}");
 }
 
+/// With the broker down, librdkafka repeats the same few lines many times
+/// a second. Each goes out once; its repeats are held back for a minute
+/// and then summarised with a count.
+#[test]
+fn librdkafka_repeats_are_held_back_while_the_broker_is_down() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let child = common::process::serve_command(
+        dir.path(),
+        &["--kafka-brokers", &dead, "--no-transform"],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // librdkafka retries every few hundred ms: some 40 lines in 4 s unheld.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let fold = |l: &str| -> String {
+        // The text after the level and target, digits folded as the layer does.
+        let text = l.split_once("librdkafka: ").map_or(l, |(_, t)| t);
+        let mut s = String::new();
+        for c in text.chars() {
+            if c.is_ascii_digit() {
+                if !s.ends_with('#') {
+                    s.push('#');
+                }
+            } else {
+                s.push(c);
+            }
+        }
+        s
+    };
+    let lines: Vec<String> = err
+        .lines()
+        .filter(|l| l.contains("librdkafka:"))
+        .map(fold)
+        .collect();
+    assert!(!lines.is_empty(), "librdkafka says the broker is down: {err}");
+    let mut seen = std::collections::HashSet::new();
+    for l in &lines {
+        assert!(seen.insert(l), "repeated within a minute: {l}\n{err}");
+    }
+}
+
+/// `topics create` against a broker that does not answer says what it is
+/// waiting for and gives up at `--timeout`, naming the address.
+#[test]
+fn topics_create_says_what_it_waits_for_and_honours_its_timeout() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let out = Command::new(bin())
+        .args(["topics", "create", "--kafka-brokers", &dead, "--timeout", "2s"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("on kafka at {dead}; waiting up to 2s")), "{err}");
+    assert!(
+        err.contains(&format!("no answer from the brokers at {dead} within 2s")) && err.contains("--timeout"),
+        "{err}"
+    );
+}
+
 /// `convert ... | head` ends quietly with exit 0, as Unix tools do when
 /// the reader goes away; and replay refuses counts of zero rather than
 /// silently running once.

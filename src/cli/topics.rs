@@ -28,6 +28,9 @@ enum Action {
         /// Replication factor [default: the config's kafka.replication_factor, 3].
         #[arg(long)]
         replication_factor: Option<i32>,
+        /// Give up when the brokers have not answered within this, e.g. 30s.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
 }
 
@@ -37,11 +40,12 @@ pub fn run(args: TopicsArgs) -> anyhow::Result<ExitCode> {
             store,
             partitions,
             replication_factor,
+            timeout,
         }) => {
             let cfg = store.config()?;
             let partitions = partitions.unwrap_or(cfg.partitions);
             let rf = replication_factor.unwrap_or(cfg.kafka.replication_factor());
-            crate::app::topics::create(&cfg, partitions, rf)?;
+            crate::app::topics::create(&cfg, partitions, rf, timeout)?;
         }
         None => crate::app::topics::list(&args.store.config()?)?,
     }
