@@ -279,7 +279,10 @@ pub fn step(
     // Gives the freed pages back to the filesystem (a no-op on a store made
     // before incremental vacuum; see `open`).
     if !victims.is_empty() {
-        conn.execute_batch("PRAGMA incremental_vacuum")?;
+        // Each step of this pragma frees one page: it must run to the end.
+        let mut vacuum = conn.prepare_cached("PRAGMA incremental_vacuum")?;
+        let mut rows = vacuum.query([])?;
+        while rows.next()?.is_some() {}
     }
     Ok(out)
 }
@@ -456,6 +459,30 @@ mod tests {
         let p = policy(Limits::default(), Limits { max_age: days(7), max_bytes: None }, 30);
         sweep(&log, &p).await;
         assert_eq!(offsets(dir.path(), "fhir.encounter"), vec![1, 2], "no hole at offset 1");
+    }
+
+    #[tokio::test]
+    async fn deleted_space_goes_back_to_the_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap();
+        const V: &[u8] = &[b'x'; 4000];
+        log.append((0..500).map(|_| rec("fhir.observation", 9, V)).collect())
+            .await
+            .unwrap();
+        let pages = |dir: &std::path::Path| -> (i64, i64) {
+            let c = log_conn(dir);
+            let c = c.connection();
+            (
+                c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap(),
+                c.query_row("PRAGMA freelist_count", [], |r| r.get(0)).unwrap(),
+            )
+        };
+        let (before, _) = pages(dir.path());
+        let p = policy(Limits::default(), Limits { max_age: days(7), max_bytes: None }, 30);
+        assert_eq!(sweep(&log, &p).await.get(&Class::Fhir), Some(&500));
+        let (after, free) = pages(dir.path());
+        assert_eq!(free, 0, "no free page is left in the file");
+        assert!(after * 4 < before, "{before} pages before, {after} after");
     }
 
     #[tokio::test]
