@@ -328,6 +328,99 @@ async fn transform_killed_mid_stream_emits_every_output_exactly_once() {
     );
 }
 
+/// The stage's commits skip their own fsync (`synchronous=NORMAL`): they
+/// become durable with the next ingest commit's fsync. This test loses
+/// every write after that fsync, as a power cut would, by rebuilding the
+/// store from the database file and the WAL as they were when the last
+/// ingest commit returned, and shows the stage then redoes exactly what was
+/// lost: every output once, none twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_power_cut_after_unsynced_stage_commits_loses_only_work_the_stage_redoes() {
+    use hl7bridge::log::embedded::DB_FILE;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bridge = Bridge::serve(&data, &["--no-transform"]);
+    let transform = |data: &std::path::Path| {
+        std::process::Command::new(bin())
+            .args(["transform", "--registry-listen", "", "--metrics-listen", "", "--data-dir"])
+            .arg(data)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let batch = |name: &str, n: usize| -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| oru(&format!("{name}-{i}"), &format!("P{}", i % 7), 1 + i % 4))
+            .collect()
+    };
+
+    // A: stored (fsynced), then mapped by the stage (not fsynced).
+    send_all(bridge.addr, &batch("A", 30)).await;
+    let mut stage = transform(&data);
+    wait_for_stage(&data, GROUP, WAIT);
+    stage.kill().unwrap();
+    stage.wait().unwrap();
+    let reader = EmbeddedReader::open(&data).unwrap();
+    let outputs_of_a = outputs(&reader).len();
+    let cursor_after_a = hl7bridge::stage::progress::cursor(reader.connection(), GROUP).unwrap();
+
+    // B: stored; its fsync makes A's outputs durable too. This is the last fsync.
+    send_all(bridge.addr, &batch("B", 10)).await;
+    let wal = data.join(format!("{DB_FILE}-wal"));
+    let synced_wal = std::fs::metadata(&wal).unwrap().len();
+    let db_at_sync = std::fs::read(data.join(DB_FILE)).unwrap();
+
+    // B mapped (not fsynced); then the power goes.
+    let mut stage = transform(&data);
+    wait_for_stage(&data, GROUP, WAIT);
+    stage.kill().unwrap();
+    stage.wait().unwrap();
+    bridge.kill();
+    assert_eq!(
+        std::fs::read(data.join(DB_FILE)).unwrap(),
+        db_at_sync,
+        "no checkpoint may run in between, or the image below is not what a power cut leaves"
+    );
+    assert!(std::fs::metadata(&wal).unwrap().len() > synced_wal, "B's outputs were written after the fsync");
+
+    // The store as the disk held it: the database file and the WAL up to the
+    // last fsync (SQLite reads a WAL up to its last complete commit frame).
+    let image = dir.path().join("after-power-cut");
+    std::fs::create_dir_all(&image).unwrap();
+    std::fs::write(image.join(DB_FILE), &db_at_sync).unwrap();
+    let wal_bytes = std::fs::read(&wal).unwrap();
+    std::fs::write(image.join(format!("{DB_FILE}-wal")), &wal_bytes[..synced_wal as usize]).unwrap();
+    for f in std::fs::read_dir(&data).unwrap() {
+        let f = f.unwrap().path();
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        // The registry's own file: schema registration is idempotent.
+        if !name.starts_with(DB_FILE) && !name.ends_with(".lock") && f.is_file() {
+            std::fs::copy(&f, image.join(&name)).unwrap();
+        }
+    }
+
+    let reader = EmbeddedReader::open(&image).unwrap();
+    assert_eq!(inputs(&reader).len(), 40, "every ACKed message survives the power cut");
+    assert_eq!(outputs(&reader).len(), outputs_of_a, "A's outputs were made durable by B's fsync");
+    assert_eq!(
+        hl7bridge::stage::progress::cursor(reader.connection(), GROUP).unwrap(),
+        cursor_after_a,
+        "the cursor went back with the outputs it describes"
+    );
+
+    // The stage redoes B, and only B.
+    let mut stage = transform(&image);
+    wait_for_stage(&image, GROUP, WAIT);
+    stage.kill().unwrap();
+    stage.wait().unwrap();
+    let want: usize = inputs(&reader).iter().map(|r| expected_output_count(&r.value)).sum();
+    let outputs = outputs(&reader);
+    let unique: HashSet<OutputId> = outputs.iter().map(output_id).collect();
+    assert_eq!(unique.len(), outputs.len(), "no output is duplicated");
+    assert_eq!(outputs.len(), want, "no output is lost");
+}
+
 /// The analyst's view: `tail fhir.observation --format fhir` prints each
 /// Avro record as FHIR JSON, decoded through the embedded registry.
 #[tokio::test(flavor = "multi_thread")]

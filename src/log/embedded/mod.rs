@@ -1,6 +1,7 @@
 //! The embedded log: a SQLite database in WAL mode with `synchronous=FULL`,
 //! so a committed transaction has been fsynced to the WAL before anyone is
-//! told it is durable.
+//! told it is durable. Derived work (the stage's commits, retention) runs at
+//! `synchronous=NORMAL` and rides the next ingest fsync: see the writer loop.
 //!
 //! One writer thread owns the connection and does **group commit**: it takes
 //! the first waiting append, then every other append already queued (up to a
@@ -130,7 +131,23 @@ impl EmbeddedLog {
                         notify.notify_one();
                     }
                     for a in with_work {
+                        // Work beside records is derived (the stage's outputs,
+                        // cursor and dedup entries; a retention step): after a
+                        // crash it is done again from the durable raw log. So
+                        // it commits without an fsync of its own. Its WAL
+                        // frames become durable with the next ingest commit,
+                        // whose fsync covers every frame before it, so a
+                        // crash loses a suffix of derived commits, never a
+                        // hole, and never an ACKed message.
+                        // (If NORMAL cannot be set, it commits at FULL: slower, as safe.)
+                        let _ = conn.pragma_update(None, "synchronous", "NORMAL");
                         state.commit_and_reply(&mut conn, vec![a]);
+                        if let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
+                            // No ingest commit may run at NORMAL: stop the
+                            // writer, so every append gets an error (AE/CE).
+                            tracing::error!(error = %e, "cannot set the store back to synchronous=FULL; the writer stops");
+                            return;
+                        }
                     }
                 }
             })?;
