@@ -613,3 +613,85 @@ fn messages_that_ask_for_no_ack_are_not_waited_for_and_count_as_sent() {
     bridge.kill();
     assert_eq!(raw_records(data.path()), 3, "all three were stored");
 }
+
+/// A listener that answers AE the first time it sees a control ID and AA
+/// after: a receiver that cannot take a message now. The real bridge
+/// answers AE only when its store fails, which a test cannot ask of it.
+fn ae_then_aa_listener() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut seen = BTreeSet::new();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = conn.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some(end) = buf.iter().position(|&b| b == 0x1c) {
+                    let frame: Vec<u8> = buf.drain(..=end + 1).collect();
+                    let text = String::from_utf8_lossy(&frame[1..end]).into_owned();
+                    let id = text
+                        .split('\r')
+                        .next()
+                        .unwrap()
+                        .split('|')
+                        .nth(9)
+                        .unwrap()
+                        .to_owned();
+                    let code = if seen.insert(id.clone()) { "AE" } else { "AA" };
+                    let ack = format!(
+                        "MSH|^~\\&|R|R|S|S|20260101||ACK|A{id}|P|2.5.1\rMSA|{code}|{id}\rERR||PID^1^3|207^Application internal error^HL70357|E\r"
+                    );
+                    if conn
+                        .write_all(&hl7bridge::mllp::frame(ack.as_bytes()))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    addr
+}
+
+/// AE says "not now": it is counted as AE with its ERR code, and sent again
+/// only with --resend-error-acks (as engines do, behind a setting).
+#[test]
+fn error_acks_are_counted_and_resent_only_when_asked() {
+    let to = ae_then_aa_listener().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("report.json");
+    let file = fixtures_dir().join("adt_a01_v251.hl7");
+    let args = [
+        file.to_str().unwrap(),
+        "--to",
+        &to,
+        "--report",
+        report_path.to_str().unwrap(),
+    ];
+
+    let out = replay(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let report = read_report(&report_path);
+    assert_eq!(report["outcomes"]["AE"], 1, "{report:#}");
+    assert_eq!(report["resent"], 0);
+    assert_eq!(
+        report["failed"][0]["reason"],
+        "AE: ERR code 207 (application internal error) at PID^1^3"
+    );
+
+    let fresh = ae_then_aa_listener().to_string();
+    let mut args = args;
+    args[2] = &fresh;
+    let out = replay(&[&args[..], &["--resend-error-acks"]].concat());
+    let report = read_report(&report_path);
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["outcomes"]["AA"], 1, "{report:#}");
+    assert_eq!(report["resent"], 1);
+}
