@@ -374,8 +374,10 @@ fn print_summary(r: &Report) {
         println!("not accepted:");
         for f in &r.failed {
             let id = match &f.sent_control_id {
-                Some(sent) => format!("{} (sent as {sent})", f.control_id),
-                None => f.control_id.clone(),
+                Some(sent) if !sent.is_empty() && *sent != f.control_id => {
+                    format!("{:?} (sent as {sent:?})", f.control_id)
+                }
+                _ => format!("{:?}", f.control_id),
             };
             let at = f
                 .endpoint
@@ -383,7 +385,7 @@ fn print_summary(r: &Report) {
                 .map(|e| format!(" [{e}]"))
                 .unwrap_or_default();
             println!(
-                "  {}: message {}{}: MSH-10 {id:?}: {}{at}",
+                "  {}: message {}{}: MSH-10 {id}: {}{at}",
                 f.file.display(),
                 f.index,
                 if f.round > 0 {

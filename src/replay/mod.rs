@@ -213,8 +213,12 @@ pub async fn run(
     }
     let elapsed = started.elapsed();
     let mut finals = std::mem::take(&mut *shared.finals.lock().unwrap_or_else(|p| p.into_inner()));
-    // Messages put back for another attempt when the run was interrupted.
-    let left: Vec<Job> = shared.retry_left().into_iter().collect();
+    // Messages put back for another attempt when the run was interrupted;
+    // one never attempted counts with those never taken.
+    let (untried, left): (Vec<Job>, Vec<Job>) = shared
+        .retry_left()
+        .into_iter()
+        .partition(|j| j.attempt == 0);
     for job in left {
         let item = &shared.items[job.seq % shared.items.len()];
         finals.push(Final {
@@ -248,7 +252,8 @@ pub async fn run(
             failures: c.failures.load(Ordering::Relaxed),
         })
         .collect();
-    let mut report = summarise(&finals, shared.queue.untaken(), endpoints, elapsed);
+    let pending = shared.queue.untaken() + untried.len() as u64;
+    let mut report = summarise(&finals, pending, endpoints, elapsed);
     report.interrupted = shared.stop.sending.is_cancelled();
     report
 }
