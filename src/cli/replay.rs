@@ -19,10 +19,11 @@ pub struct ReplayArgs {
     /// next one, and the message is sent again there.
     #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:2575")]
     to: Vec<String>,
-    /// Sends per message at most, the first included (each failed attempt
-    /// moves to the next --to endpoint).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
-    attempts: u32,
+    /// Sends per message at most, the first included; each failed attempt
+    /// moves to the next --to endpoint [default: 3, or one more than the
+    /// endpoints when there are more, so each is tried].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    attempts: Option<u32>,
     /// Send a message answered AE or CE again (AR and CR are never resent).
     #[arg(long)]
     resend_error_acks: bool,
@@ -75,12 +76,15 @@ fn at_least_one(s: &str) -> Result<usize, String> {
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let attempts = args
+        .attempts
+        .unwrap_or_else(|| 3.max(args.to.len() as u32 + 1));
     let job = ReplayJob {
         discovery: args.input.discovery(),
         verbose: args.input.verbose,
         paths: args.input.paths,
         to: args.to,
-        attempts: args.attempts,
+        attempts,
         resend_error_acks: args.resend_error_acks,
         resume: args.resume,
         connections: args.connections,
