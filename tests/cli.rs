@@ -542,3 +542,189 @@ fn a_closed_pipe_is_not_an_error_and_zero_counts_are_refused() {
         assert!(err.contains("must be at least 1"), "{flag} 0: {err}");
     }
 }
+
+/// Runs `hl7bridge <args>`.
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(bin()).args(args).output().unwrap()
+}
+
+/// A directory means its files with HL7 extensions: `replay fixtures/`
+/// sends the fixtures and not README.md nor manifest.toml, and says how
+/// many files it skipped (`--verbose` names them).
+#[test]
+fn replaying_a_directory_sends_only_its_hl7_files_and_counts_the_rest() {
+    let data = tempfile::tempdir().unwrap();
+    let bridge = Bridge::serve(data.path(), &[]);
+    let report_dir = tempfile::tempdir().unwrap();
+    let report_path = report_dir.path().join("report.json");
+    let out = run(&[
+        "replay",
+        fixtures_dir().to_str().unwrap(),
+        "--to",
+        &bridge.addr.to_string(),
+        "--unique-control-ids",
+        "--verbose",
+        "--report",
+        report_path.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("skipped 2 file(s) without an HL7 extension"),
+        "{err}"
+    );
+    assert!(
+        err.contains("skipped ") && err.contains("README.md") && err.contains("manifest.toml"),
+        "{err}"
+    );
+    assert!(stdout.contains("2 file(s) skipped"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(report["files_skipped"], 2);
+    // The deliberately broken fixtures are answered AR: they, and only
+    // they, are dead-lettered; README.md and manifest.toml were not sent.
+    let rejected = report["outcomes"]["AR"].as_u64().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the AR'd broken fixtures make it 1: {stdout}"
+    );
+    assert!(report["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["outcome"] == "AR" && f["file"].as_str().unwrap().ends_with(".hl7")));
+    bridge.kill();
+    let reader = hl7bridge::log::embedded::EmbeddedReader::open(data.path()).unwrap();
+    let dlq = reader.read("hl7v2.dlq", 0, 1000).unwrap().len() as u64;
+    assert_eq!(
+        dlq, rejected,
+        "nothing but the rejected fixtures went to the DLQ"
+    );
+
+    // --ext replaces the list: only the Markdown file now.
+    let md = run(&[
+        "replay",
+        "--dry-run",
+        "--ext",
+        "md",
+        fixtures_dir().to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&md.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("1 file(s), 1 message(s)")),
+        "{text}"
+    );
+}
+
+/// `.gz` exports are read through gzip, by all three commands, with the
+/// same result as the plain file.
+#[test]
+fn gzip_files_are_read_as_their_content() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let plain = fixtures_dir().join("oru_r01_v251.hl7");
+    let gz = dir.path().join("oru.hl7.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::default(),
+    );
+    enc.write_all(&std::fs::read(&plain).unwrap()).unwrap();
+    enc.finish().unwrap();
+    for cmd in ["convert", "inspect"] {
+        let want = run(&[cmd, plain.to_str().unwrap()]);
+        let got = run(&[cmd, dir.path().to_str().unwrap()]);
+        assert_eq!(got.status.code(), want.status.code(), "{cmd}");
+        let strip = |o: &std::process::Output, p: &std::path::Path| {
+            String::from_utf8_lossy(&o.stdout).replace(p.to_str().unwrap(), "FILE")
+        };
+        assert_eq!(strip(&got, &gz), strip(&want, &plain), "{cmd}");
+        assert!(!got.stdout.is_empty(), "{cmd}");
+    }
+    let dry = run(&["replay", "--dry-run", gz.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&dry.stdout)
+        .starts_with("1 file(s), 1 message(s), 0 with problems"));
+}
+
+/// Bytes that are dropped are never dropped silently: a stray start block
+/// after two messages is a warning naming the file and byte offset (not the
+/// content), counted, and exit 1, in every command; the two messages are
+/// still read.
+#[test]
+fn a_stray_frame_byte_is_a_warning_with_file_and_offset_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let two = [fixture("adt_a01_v251.hl7"), fixture("adt_a02_v251.hl7")].concat();
+    let file = dir.path().join("two.hl7");
+    std::fs::write(&file, [two.clone(), vec![0x0b]].concat()).unwrap();
+    let warning = format!(
+        "warning: {}: byte {}: dropped 1 byte(s): a stray MLLP start or end block",
+        file.display(),
+        two.len()
+    );
+    for args in [
+        vec!["convert"],
+        vec!["inspect"],
+        vec!["replay", "--dry-run"],
+    ] {
+        let out = Command::new(bin()).args(&args).arg(&file).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(&warning), "{args:?}: {err}");
+    }
+    let convert = run(&["convert", file.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&convert.stderr).contains("convert: 2 message(s)"));
+    assert!(
+        String::from_utf8_lossy(&run(&["replay", "--dry-run", file.to_str().unwrap()]).stdout)
+            .starts_with("1 file(s), 2 message(s)")
+    );
+
+    // A binary file is dropped whole, with a warning; alone, it leaves no message.
+    let binary = dir.path().join("image.dat");
+    std::fs::write(&binary, b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR").unwrap();
+    let out = run(&["convert", binary.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("byte 8: dropped 16 byte(s): binary content"),
+        "{err}"
+    );
+    assert_eq!(out.status.code(), Some(2), "{err}");
+}
+
+/// Empty input, and input that cannot be read, end every command the same
+/// way: exit 2 and a message naming the path.
+#[test]
+fn empty_and_unreadable_input_exit_2_in_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.hl7");
+    std::fs::write(&empty, b"").unwrap();
+    let only_docs = tempfile::tempdir().unwrap();
+    std::fs::write(only_docs.path().join("README.md"), b"# notes").unwrap();
+    let missing = dir.path().join("missing.hl7");
+    for cmd in [vec!["replay"], vec!["convert"], vec!["inspect"]] {
+        for (path, says) in [
+            (
+                empty.as_path(),
+                format!("no messages in {}", empty.display()),
+            ),
+            (
+                only_docs.path(),
+                format!("no messages in {}", only_docs.path().display()),
+            ),
+            (
+                missing.as_path(),
+                format!("cannot read {}", missing.display()),
+            ),
+        ] {
+            let out = Command::new(bin()).args(&cmd).arg(path).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{cmd:?} {}: {err}",
+                path.display()
+            );
+            assert!(err.contains(&says), "{cmd:?}: {err}");
+        }
+    }
+}

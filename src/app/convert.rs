@@ -4,10 +4,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use serde_json::{json, Value};
 
-use crate::hl7::split;
+use crate::hl7::files::{self, Discovery};
 use crate::transform::{Mapped, Mapper, Tables};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -19,9 +18,13 @@ pub enum Format {
 }
 
 /// Maps every message of `paths` and prints the resources; true when every
-/// message was mapped (or had no FHIR content).
+/// message was mapped (or had no FHIR content) and no input was dropped.
+/// No message at all is an error ([`files::InputError::Empty`]), as in
+/// `replay` and `inspect`.
 pub fn convert(
     paths: &[PathBuf],
+    discovery: &Discovery,
+    verbose: bool,
     format: Format,
     mappings: Option<&std::path::Path>,
 ) -> anyhow::Result<bool> {
@@ -36,10 +39,14 @@ pub fn convert(
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut bundle = Vec::new();
     let (mut messages, mut no_content, mut partial, mut failed) = (0, 0, 0, 0);
-    for file in split::files(paths).context("reading input paths")? {
-        let content =
-            std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-        for (i, m) in split::split(&content).iter().enumerate() {
+    let found = discovery.find(paths)?;
+    let mut stderr = std::io::stderr();
+    files::note_skipped(&found, verbose, &mut stderr);
+    let mut warnings = 0;
+    for file in &found.files {
+        let loaded = files::load(file, &mut stderr)?;
+        warnings += loaded.split.dropped.len();
+        for (i, m) in loaded.split.messages.iter().enumerate() {
             messages += 1;
             let resources = match mapper.map(m) {
                 Ok(Mapped::Resources(rs)) => rs,
@@ -75,14 +82,22 @@ pub fn convert(
             }
         }
     }
+    if messages == 0 {
+        return Err(files::empty(paths, &found).into());
+    }
     if let Format::Bundle = format {
         writeln!(out, "{}", to_bundle(bundle))?;
     }
     out.flush()?;
+    let dropped = if warnings > 0 {
+        format!(", {warnings} input warning(s)")
+    } else {
+        String::new()
+    };
     eprintln!(
-        "convert: {messages} message(s), {no_content} with no FHIR content, {partial} partly mapped, {failed} not mapped"
+        "convert: {messages} message(s), {no_content} with no FHIR content, {partial} partly mapped, {failed} not mapped{dropped}"
     );
-    Ok(failed == 0 && partial == 0)
+    Ok(failed == 0 && partial == 0 && warnings == 0)
 }
 
 /// A transaction Bundle a FHIR server takes as it is: one `PUT <Type>/<id>`

@@ -1,20 +1,20 @@
 //! `hl7bridge inspect FILE|DIR...`: every message as a readable tree, with
 //! structural problems flagged at their line and column (see
 //! [`crate::inspect`]). Exit status: 0 if no message has a problem, 1 if any
-//! has one, 2 if a file cannot be read.
+//! has one or some input was dropped, 2 if a file cannot be read or there is
+//! no message at all.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 
+use super::input::InputArgs;
 use crate::inspect::{self, Format};
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Files or directories (read recursively, in sorted order).
-    #[arg(required = true)]
-    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    input: InputArgs,
     /// Print one JSON object per message (JSON Lines) instead of the tree.
     #[arg(long)]
     json: bool,
@@ -27,10 +27,19 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         Format::Text
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let summary = inspect::run(&args.paths, format, &mut out, &mut std::io::stderr())?;
-    Ok(if summary.with_problems == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    let summary = inspect::run(
+        &args.input.paths,
+        &args.input.discovery(),
+        args.input.verbose,
+        format,
+        &mut out,
+        &mut std::io::stderr(),
+    )?;
+    Ok(
+        if summary.with_problems == 0 && summary.input_warnings == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }

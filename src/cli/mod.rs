@@ -1,6 +1,7 @@
 //! The `hl7bridge` command.
 
 mod convert;
+mod input;
 mod inspect;
 mod reconcile;
 mod replay;

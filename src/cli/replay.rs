@@ -6,17 +6,31 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::app::replay::ReplayJob;
+use super::input::InputArgs;
+use crate::app::replay::{Ended, ReplayJob};
 use crate::server::tls::ClientTlsOptions;
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// Files or directories (read recursively, in sorted order).
-    #[arg(required = true)]
-    paths: Vec<PathBuf>,
-    /// MLLP listener to send to.
-    #[arg(long, default_value = "127.0.0.1:2575")]
-    to: String,
+    #[command(flatten)]
+    input: InputArgs,
+    /// MLLP listeners to send to, in failover order: HOST:PORT[,HOST:PORT...].
+    /// A refused connect, a lost connection or an ACK time-out moves to the
+    /// next one, and the message is sent again there.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:2575")]
+    to: Vec<String>,
+    /// Sends per message at most, the first included; each failed attempt
+    /// moves to the next --to endpoint [default: 3, or one more than the
+    /// endpoints when there are more, so each is tried].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    attempts: Option<u32>,
+    /// Send a message answered AE or CE again (AR and CR are never resent).
+    #[arg(long)]
+    resend_error_acks: bool,
+    /// A previous --report: skip the messages it records as accepted (same
+    /// file, index in the file and MSH-10).
+    #[arg(long)]
+    resume: Option<PathBuf>,
     /// Concurrent connections; each waits for an ACK before sending its next message.
     #[arg(long, short = 'c', default_value_t = 1, value_parser = at_least_one)]
     connections: usize,
@@ -62,9 +76,17 @@ fn at_least_one(s: &str) -> Result<usize, String> {
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let attempts = args
+        .attempts
+        .unwrap_or_else(|| 3.max(args.to.len() as u32 + 1));
     let job = ReplayJob {
-        paths: args.paths,
+        discovery: args.input.discovery(),
+        verbose: args.input.verbose,
+        paths: args.input.paths,
         to: args.to,
+        attempts,
+        resend_error_acks: args.resend_error_acks,
+        resume: args.resume,
         connections: args.connections,
         rate: args.rate,
         repeat: args.repeat,
@@ -79,9 +101,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             server_name: args.tls_server_name,
         },
     };
-    Ok(if crate::app::replay::replay(&job)? {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    Ok(match crate::app::replay::replay(&job)? {
+        Ended::Clean => ExitCode::SUCCESS,
+        Ended::Problems => ExitCode::from(1),
+        // 128 + SIGINT, as shells report a command Ctrl-C stopped.
+        Ended::Interrupted => ExitCode::from(130),
     })
 }

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod charset;
 pub mod error;
 pub mod fields;
+pub mod files;
 pub mod message;
 pub mod patient_key;
 pub mod split;

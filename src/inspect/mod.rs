@@ -26,6 +26,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::hl7::charset::Charset;
+use crate::hl7::files::{self, Discovery, InputError};
 use crate::hl7::message::Delimiters;
 use crate::hl7::split;
 
@@ -51,19 +52,15 @@ pub enum Format {
 pub struct Summary {
     pub messages: usize,
     pub with_problems: usize,
+    /// Runs of bytes dropped by the splitter (each warned about).
+    pub input_warnings: usize,
 }
 
 /// Errors name the file, never its content.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
-    #[error("reading input paths")]
-    Paths(#[source] std::io::Error),
-    #[error("reading {}", .path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Input(#[from] InputError),
     #[error(transparent)]
     Write(std::io::Error),
 }
@@ -74,18 +71,20 @@ pub enum InspectError {
 /// `out` (`inspect ... | head`) stops quietly.
 pub fn run(
     paths: &[PathBuf],
+    discovery: &Discovery,
+    verbose: bool,
     format: Format,
     out: &mut impl Write,
     notes: &mut impl Write,
 ) -> Result<Summary, InspectError> {
     let mut summary = Summary::default();
     let closed = |e: &std::io::Error| e.kind() == std::io::ErrorKind::BrokenPipe;
-    for file in split::files(paths).map_err(InspectError::Paths)? {
-        let content = std::fs::read(&file).map_err(|source| InspectError::Read {
-            path: file.clone(),
-            source,
-        })?;
-        let messages = inspect_file(&content);
+    let found = discovery.find(paths)?;
+    files::note_skipped(&found, verbose, notes);
+    for file in &found.files {
+        let loaded = files::load(file, notes)?;
+        summary.input_warnings += loaded.split.dropped.len();
+        let messages = inspect_file(&loaded.content);
         // A note that cannot be written (stderr closed) is not worth
         // stopping for; the messages and the exit status still are.
         if messages.is_empty() {
@@ -100,7 +99,7 @@ pub fn run(
             }
             let at = Position {
                 number: summary.messages,
-                file: &file,
+                file,
                 index: i + 1,
                 count,
             };
@@ -122,11 +121,14 @@ pub fn run(
         Err(e) if !closed(&e) => return Err(InspectError::Write(e)),
         _ => {}
     }
-    if summary.with_problems > 0 {
+    if summary.messages == 0 {
+        return Err(files::empty(paths, &found).into());
+    }
+    if summary.with_problems > 0 || summary.input_warnings > 0 {
         let _ = writeln!(
             notes,
-            "inspect: {} message(s), {} with problems",
-            summary.messages, summary.with_problems
+            "inspect: {} message(s), {} with problems, {} input warning(s)",
+            summary.messages, summary.with_problems, summary.input_warnings
         );
     }
     Ok(summary)
