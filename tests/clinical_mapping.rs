@@ -1,6 +1,6 @@
 //! The clinical picture (issue 13): Patient from every PID, merges linked
 //! both ways, one DiagnosticReport per OBR of an ORU, one ServiceRequest per
-//! order group of an ORM, Specimens from SPM (or OBR-15 before v2.5), and
+//! order group of an ORM, Specimens from SPM (or OBR-15 without SPM), and
 //! literal references between them. Mapping rows: docs/mapping-clinical.md.
 
 mod common;

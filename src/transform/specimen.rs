@@ -1,5 +1,6 @@
-//! SPM to Specimen (IG `SPM[Specimen]`), and for messages before v2.5,
-//! which have no SPM, OBR's specimen fields to Specimen (IG `OBR[Specimen]`).
+//! SPM to Specimen (IG `SPM[Specimen]`), and for an order group without SPM
+//! (every message before v2.5, and a later sender that still fills only
+//! OBR-15), OBR's specimen fields to Specimen (IG `OBR[Specimen]`).
 
 use std::borrow::Cow;
 
