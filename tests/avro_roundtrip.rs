@@ -65,10 +65,13 @@ fn fixture_resources() -> Vec<(String, Value)> {
 }
 
 fn synthetic_resources() -> Vec<Value> {
-    match Mapper::default().map(&synthetic::oru_every_value_type()) {
-        Ok(Mapped::Resources(rs)) => rs,
-        other => panic!("synthetic message did not map: {other:?}"),
-    }
+    std::iter::once(synthetic::oru_every_value_type())
+        .chain(synthetic::orders_every_timing())
+        .flat_map(|m| match Mapper::default().map(&m) {
+            Ok(Mapped::Resources(rs)) => rs,
+            other => panic!("synthetic message did not map: {other:?}"),
+        })
+        .collect()
 }
 
 fn schema_for<'a>(schemas: &'a FhirSchemas, r: &Value) -> &'a Schema {

@@ -1,6 +1,6 @@
 //! The clinical picture (issue 13): Patient from every PID, merges linked
 //! both ways, one DiagnosticReport per OBR of an ORU, one ServiceRequest per
-//! order group of an ORM, Specimens from SPM (or OBR-15 before v2.5), and
+//! order group of an ORM, Specimens from SPM (or OBR-15 without SPM), and
 //! literal references between them. Mapping rows: docs/mapping-clinical.md.
 
 mod common;
@@ -196,8 +196,12 @@ fn an_orm_yields_one_service_request_per_order_group_supported_by_its_own_observ
     let first = requests[0];
     assert_eq!(first["priority"], "stat", "TQ1-9");
     assert_eq!(
-        first["occurrencePeriod"]["start"],
-        "2026-11-16T10:00:00+00:00"
+        first["occurrenceTiming"]["repeat"]["boundsPeriod"]["start"], "2026-11-16T10:00:00+00:00",
+        "TQ1-7 (IG TQ1[ServiceRequest])"
+    );
+    assert!(
+        first.get("occurrenceDateTime").is_none(),
+        "occurrence[x] is one element"
     );
     assert_eq!(first["authoredOn"], "2026-11-16T09:00:00+00:00");
     assert_eq!(first["note"][0]["text"], "Patient fasting since midnight");
@@ -300,7 +304,7 @@ fn with_the_setting_on_an_orus_orders_become_service_requests_the_reports_are_ba
 }
 
 #[test]
-fn before_v2_5_the_obr_specimen_source_gives_the_specimen() {
+fn without_spm_the_obr_specimen_source_gives_the_specimen_in_any_version() {
     let raw = b"MSH|^~\\&|LAB|GENHOSP|B|G|2026||ORU^R01|S23|P|2.3\r\
 PID|||P1^^^H^MR\r\
 OBR|1|PL1|FI1|X^Panel^L|||20261116060000|||||||20261116070000|BLD&Blood&HL70070^^^LA&Left arm&HL70163\r\
@@ -315,9 +319,102 @@ OBX|1|NM|Y^Num^L||5||||||F\r";
     assert_eq!(s["receivedTime"], "2026-11-16T07:00:00+00:00");
     let report = of_type(&rs, "DiagnosticReport")[0];
     assert_eq!(report["specimen"][0]["reference"], json!(reference(s)));
-    // From v2.5 on, OBR-15 is SPM's: no Specimen without SPM.
+    // From v2.5 on SPM carries the specimen; a sender that still fills only
+    // OBR-15 gets the same Specimen (the IG's ORU_R01 map takes one from OBR).
     let v25 = String::from_utf8_lossy(raw).replace("|2.3\r", "|2.5\r");
-    assert!(of_type(&map(v25.as_bytes()), "Specimen").is_empty());
+    let rs25 = map(v25.as_bytes());
+    let from_v25 = of_type(&rs25, "Specimen");
+    assert_eq!(from_v25.len(), 1);
+    assert_eq!(from_v25[0]["type"], s["type"]);
+    // With SPM, OBR-15 gives no second Specimen.
+    let with_spm = format!("{v25}SPM|1|SP1||BLD^Blood^HL70487\r");
+    assert_eq!(of_type(&map(with_spm.as_bytes()), "Specimen").len(), 1);
+}
+
+#[test]
+fn an_order_timing_and_its_events_follow_the_ig() {
+    let raw = b"MSH|^~\\&|ORD|GENHOSP|B|G|2026||ORM^O01|T1|P|2.5.1\r\
+PID|||P1^^^H^MR\r\
+ORC|NW|PL1|||||||20261116090000|||||^PRN^PH^^1^555^7654321||REASON^Changed^L\r\
+TQ1|1||Q6H&Every 6 hours&HL70335|0800~1400|30^min||||||||45^min|4\r\
+OBR|1|PL1||X^Panel^L||20261116120000|||||||||||^WPN^PH^^1^555^1234567\r";
+    let rs = map(raw);
+    let sr = of_type(&rs, "ServiceRequest")[0];
+    let timing = &sr["occurrenceTiming"];
+    assert_eq!(timing["code"]["coding"][0]["code"], "Q6H", "TQ1-3 RPT-1");
+    let repeat = &timing["repeat"];
+    assert_eq!(
+        repeat["timeOfDay"],
+        json!(["08:00:00", "14:00:00"]),
+        "TQ1-4"
+    );
+    assert_eq!(repeat["offset"], 30, "TQ1-5 in minutes");
+    assert_eq!(repeat["duration"], 45, "TQ1-13");
+    assert_eq!(repeat["durationUnit"], "min");
+    assert_eq!(repeat["countMax"], 4, "TQ1-14");
+    assert!(
+        sr.get("occurrenceDateTime").is_none(),
+        "TQ1 is the occurrence, not OBR-6"
+    );
+    let ext = |url: &str| -> Vec<&Value> {
+        sr["extension"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["url"] == url)
+            .collect()
+    };
+    let events = ext("http://hl7.org/fhir/StructureDefinition/businessEvent");
+    assert_eq!(events[0]["extension"][0]["url"], "value");
+    assert_eq!(
+        events[0]["extension"][0]["valueCodeableConcept"]["coding"][0]["code"],
+        "NW"
+    );
+    assert_eq!(events[1]["extension"][0]["url"], "date");
+    assert_eq!(
+        events[1]["extension"][0]["valueDateTime"],
+        "2026-11-16T09:00:00+00:00"
+    );
+    let callback =
+        ext("http://hl7.org/fhir/StructureDefinition/servicerequest-order-callback-phone-number");
+    assert_eq!(callback.len(), 1, "OBR-17, which wins over ORC-14");
+    assert_eq!(callback[0]["valueContactPoint"]["system"], "phone");
+    assert_eq!(callback[0]["valueContactPoint"]["use"], "work");
+    let reason = ext("http://hl7.org/fhir/StructureDefinition/request-statusReason");
+    assert_eq!(
+        reason[0]["valueCodeableConcept"]["coding"][0]["code"], "REASON",
+        "ORC-16 without ORC-5"
+    );
+}
+
+#[test]
+fn a_report_carries_its_performers_functions_and_the_order_controls_reason() {
+    let raw = b"MSH|^~\\&|LAB|GENHOSP|B|G|2026||ORU^R01|T2|P|2.5.1\r\
+PID|||P1^^^H^MR\r\
+ORC|RE|PL1|FI1|||||||||||||REASON^Changed^L\r\
+OBR|1|PL1|FI1|X^Panel^L|||||||||||||||||||||F|||||||||55502&TECH&ONE|55503&TRANS&TWO\r\
+OBX|1|NM|Y^Num^L||5||||||F\r";
+    let rs = map(raw);
+    let dr = of_type(&rs, "DiagnosticReport")[0];
+    let functions: Vec<&Value> = dr["performer"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["extension"][0]["valueCodeableConcept"]["coding"][0]["code"])
+        .collect();
+    assert_eq!(
+        functions,
+        [&json!("SPRF"), &json!("TRANS")],
+        "OBR-34, OBR-35"
+    );
+    assert_eq!(
+        dr["extension"][0]["url"],
+        "http://hl7.org/fhir/StructureDefinition/event-statusReason"
+    );
+    assert_eq!(
+        dr["extension"][0]["valueCodeableConcept"]["coding"][0]["code"],
+        "REASON"
+    );
 }
 
 #[test]

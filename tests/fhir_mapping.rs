@@ -112,7 +112,7 @@ const GOLDEN: &[(&str, &[&str])] = &[
             "ORC-5 SC -> status active (OrderStatus); ORC-1 NW without ORC-5 -> active (OrderControlCode)",
             "ORC-2/OBR-2 -> identifier PLAC, ORC-4 -> requisition PGN, ORC-9 with NW -> authoredOn, ORC-12 -> requester",
             "OBR-4 -> code, OBR-5 R -> priority routine, OBR-6 -> occurrenceDateTime, OBR-31 -> reasonCode",
-            "TQ1-7/8 -> occurrencePeriod, TQ1-9 S -> priority stat, NTE -> note",
+            "TQ1-7/8 -> occurrenceTiming.repeat.boundsPeriod, TQ1-9 S -> priority stat, NTE -> note, ORC-1/ORC-9 -> businessEvent",
             "ORM_O01 OBX -> Observation referenced from supportingInfo",
         ],
     ),

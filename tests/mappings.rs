@@ -7,15 +7,21 @@ use std::path::{Path, PathBuf};
 
 use hl7bridge::transform::Tables;
 
+/// `shared/reference/v2-to-fhir/codesystems` beside the checkout or beside
+/// one of its parents (a git worktree is one level further down).
 fn ig_dir() -> PathBuf {
-    let p =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/v2-to-fhir/codesystems");
-    assert!(
-        p.is_dir(),
-        "the IG tables are expected beside the checkout at {}",
-        p.display()
-    );
-    p
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .skip(1)
+        .map(|a| a.join("shared/reference/v2-to-fhir/codesystems"))
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| {
+            panic!(
+                "the IG tables are expected in shared/reference/v2-to-fhir beside {} or one of its parents",
+                manifest.display()
+            )
+        })
 }
 
 /// v2 code -> FHIR code (column 7), for rows where both are present.

@@ -128,6 +128,16 @@ async fn the_fhir_schemas_register_over_their_first_version_under_backward() {
             include_str!("avro/fhir.Observation.v1.avsc"),
             hl7bridge::avro::OBSERVATION_AVSC,
         ),
+        (
+            "fhir.servicerequest-value",
+            include_str!("avro/fhir.ServiceRequest.v1.avsc"),
+            hl7bridge::avro::SERVICE_REQUEST_AVSC,
+        ),
+        (
+            "fhir.diagnosticreport-value",
+            include_str!("avro/fhir.DiagnosticReport.v1.avsc"),
+            hl7bridge::avro::DIAGNOSTIC_REPORT_AVSC,
+        ),
     ] {
         assert_ne!(v1, v2, "{subject}: the schema has grown");
         let first = r.register(subject, v1).await;

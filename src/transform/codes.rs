@@ -152,3 +152,23 @@ pub fn yes_no(code: &str) -> Option<bool> {
         _ => None,
     }
 }
+
+/// A v2 unit of time (CQ-2's code, UCUM or ISO+ as senders write it) as
+/// the UCUM code FHIR's `UnitsOfTime` binding requires.
+pub fn ucum_time_unit(unit: &str) -> Option<&'static str> {
+    const UNITS: &[(&str, &str)] = &[
+        ("s", "s"),
+        ("sec", "s"),
+        ("min", "min"),
+        ("m", "min"),
+        ("h", "h"),
+        ("hr", "h"),
+        ("d", "d"),
+        ("day", "d"),
+        ("wk", "wk"),
+        ("mo", "mo"),
+        ("a", "a"),
+        ("yr", "a"),
+    ];
+    lookup(UNITS, unit)
+}

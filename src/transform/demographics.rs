@@ -28,6 +28,7 @@ pub fn encounter_ref<'a>(ctx: &'a Context<'a>) -> Option<Reference<'a>> {
         type_: None,
         identifier: None,
         display: None,
+        extension: Vec::new(),
     })
 }
 
@@ -198,6 +199,7 @@ pub fn organization_ref<'a>(v: &'a str, d: &Delimiters, t: &Tables) -> Option<Re
         type_: Some("Organization"),
         identifier,
         display,
+        extension: Vec::new(),
     })
 }
 
@@ -223,6 +225,7 @@ pub fn logical<'a>(type_: &'static str, identifier: Identifier<'a>) -> Reference
         type_: Some(type_),
         identifier: Some(identifier),
         display: None,
+        extension: Vec::new(),
     }
 }
 
@@ -238,6 +241,7 @@ pub fn literal<'a>(
         type_: None,
         identifier,
         display: None,
+        extension: Vec::new(),
     }
 }
 

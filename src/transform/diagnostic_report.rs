@@ -4,9 +4,9 @@
 use std::borrow::Cow;
 
 use super::codes::{self, lookup};
-use super::datatypes::{codeable_concept, datetime, first_part, practitioner_ref};
+use super::datatypes::{codeable_concept, concept_of, datetime, first_part, practitioner_ref};
 use super::demographics::{encounter_ref, entity_identifier, literal, logical, period};
-use super::fhir::{DiagnosticReport, Identifier, Reference};
+use super::fhir::{DiagnosticReport, Extension, ExtensionValue, Identifier, Reference};
 use super::orders::{group_id, OrderGroup};
 use super::specimen::sub;
 use super::Context;
@@ -68,15 +68,54 @@ pub(super) fn map<'a>(
             .flatten(),
         effective_period: ended.then(|| period(start, end, d, tz)).flatten(),
         issued: instant(first(22), ctx),
-        performer: [34, 35]
+        // IG OBR-34 and OBR-35: technician (SPRF) and transcriptionist
+        // (TRANS), each with its function.
+        performer: [(34, "SPRF"), (35, "TRANS")]
             .into_iter()
-            .flat_map(|n| ndl(obr, n, ctx))
+            .flat_map(|(n, function)| {
+                ndl(obr, n, ctx).into_iter().map(move |mut r| {
+                    r.extension.push(performer_function(function));
+                    r
+                })
+            })
             .collect(),
         results_interpreter: ndl(obr, 32, ctx),
         presented_form: Vec::new(),
         specimen,
         result,
+        // IG ORC-16: the reason for the order control.
+        extension: g
+            .orc
+            .as_ref()
+            .and_then(|orc| {
+                codeable_concept(
+                    first_part(orc.field(16).unwrap_or(""), d.repetition),
+                    d,
+                    t,
+                    None,
+                )
+            })
+            .map(|cc| {
+                Extension::new(
+                    "http://hl7.org/fhir/StructureDefinition/event-statusReason",
+                    ExtensionValue::CodeableConcept(cc),
+                )
+            })
+            .into_iter()
+            .collect(),
     })
+}
+
+/// event-performerFunction with a v3 ParticipationType code.
+fn performer_function(code: &'static str) -> Extension<'static> {
+    Extension::new(
+        "http://hl7.org/fhir/StructureDefinition/event-performerFunction",
+        ExtensionValue::CodeableConcept(concept_of(
+            "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+            std::borrow::Cow::Borrowed(code),
+            None,
+        )),
+    )
 }
 
 /// FHIR `instant` needs a time to the second and an offset: a date-only

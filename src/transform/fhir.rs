@@ -60,6 +60,10 @@ pub struct Reference<'a> {
     pub identifier: Option<Identifier<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub display: Option<Text<'a>>,
+    /// The participant's function (IG OBR-34/35 event-performerFunction);
+    /// only the DiagnosticReport schema's Reference has it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extension: Vec<Extension<'a>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -149,6 +153,7 @@ pub enum ExtensionValue<'a> {
     Attachment(Attachment<'a>),
     Reference(Reference<'a>),
     Address(Address<'a>),
+    ContactPoint(ContactPoint<'a>),
     /// A complex extension (citizenship, nationality): no value of its own.
     Nested(Vec<Extension<'a>>),
 }
@@ -165,6 +170,7 @@ impl Serialize for Extension<'_> {
             ExtensionValue::Nested(_) => {}
             ExtensionValue::String(v) => e.serialize_field("valueString", v)?,
             ExtensionValue::Address(v) => e.serialize_field("valueAddress", v)?,
+            ExtensionValue::ContactPoint(v) => e.serialize_field("valueContactPoint", v)?,
             ExtensionValue::DateTime(v) => e.serialize_field("valueDateTime", v)?,
             ExtensionValue::Coding(v) => e.serialize_field("valueCoding", v)?,
             ExtensionValue::CodeableConcept(v) => e.serialize_field("valueCodeableConcept", v)?,

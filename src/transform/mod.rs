@@ -23,6 +23,7 @@ mod references;
 mod service_request;
 mod specimen;
 pub mod tables;
+mod timing;
 
 use std::borrow::Cow;
 
@@ -166,6 +167,7 @@ impl Mapper {
             identifier: choose(&parsed.patient_identifiers, id_types)
                 .and_then(|cx| datatypes::identifier(&cx.raw, d, tables)),
             display: None,
+            extension: Vec::new(),
         });
         let pv1 = msg.segment("PV1");
         // An empty, blank or null (`""`) visit number is none: keying on it would

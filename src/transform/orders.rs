@@ -179,11 +179,15 @@ pub(super) fn map_all<'a>(
             .iter()
             .map(|s| literal("Specimen", &s.id, s.accession_identifier.clone()))
             .collect();
+        // An OBX that names its own specimen (OBX-33) keeps it; the others
+        // take the group's first.
         if let Some(first) = specimen_refs.first() {
             for &k in &g.obx {
                 let at = observations.get(k).copied().flatten();
                 if let Some(Resource::Observation(o)) = at.and_then(|i| out.get_mut(i)) {
-                    o.specimen = Some(first.clone());
+                    if o.specimen.is_none() {
+                        o.specimen = Some(first.clone());
+                    }
                 }
             }
         }

@@ -92,6 +92,8 @@ pub(super) fn map<'a>(
             }),
         ));
     }
+    // IG PID-26 and PID-39: citizenship of a country and of a tribe are
+    // both the citizenship extension.
     for (n, url) in [
         (
             26,
@@ -101,6 +103,10 @@ pub(super) fn map<'a>(
             28,
             "http://hl7.org/fhir/StructureDefinition/patient-nationality",
         ),
+        (
+            39,
+            "http://hl7.org/fhir/StructureDefinition/patient-citizenship",
+        ),
     ] {
         for cwe in reps(n) {
             if let Some(cc) = codeable_concept(cwe, d, t, Some("0171")) {
@@ -109,6 +115,7 @@ pub(super) fn map<'a>(
             }
         }
     }
+    extension.extend(animal(first(35), first(36), d, t));
     let mut general_practitioner = Vec::new();
     if let Some(pd1) = pd1 {
         let pd1_first = |n: usize| first_part(pd1.field(n).unwrap_or(""), d.repetition);
@@ -170,6 +177,29 @@ pub(super) fn map<'a>(
     }
 }
 
+/// IG PID-35 and PID-36: a non-human patient's species (table 0446) and
+/// breed (table 0447), the two parts of one patient-animal extension.
+fn animal<'a>(
+    species: &'a str,
+    breed: &'a str,
+    d: &Delimiters,
+    t: &'a super::Tables,
+) -> Option<Extension<'a>> {
+    let parts: Vec<Extension<'a>> = [(species, "species", "0446"), (breed, "breed", "0447")]
+        .into_iter()
+        .filter_map(|(v, url, table)| {
+            codeable_concept(v, d, t, Some(table))
+                .map(|cc| Extension::new(url, ExtensionValue::CodeableConcept(cc)))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| {
+        Extension::new(
+            "http://hl7.org/fhir/StructureDefinition/patient-animal",
+            ExtensionValue::Nested(parts),
+        )
+    })
+}
+
 /// DLN[Identifier]: the licence number (DLN-1), type DL, the issuing state
 /// (DLN-2) as the authority.
 fn driver_licence<'a>(v: &'a str, d: &Delimiters, t: &super::Tables) -> Option<Identifier<'a>> {
@@ -182,19 +212,20 @@ fn driver_licence<'a>(v: &'a str, d: &Delimiters, t: &super::Tables) -> Option<I
 }
 
 /// IG PID-12: the county is the district of the only address when that has
-/// none, or of an address of its own when there is none. (With several
-/// addresses the IG's target, `address[2]`, cannot be decided: not mapped.)
+/// none; otherwise (no address, an address in another county, several
+/// addresses: the IG's `address[2]`) an address of its own, unless an
+/// address already names it.
 fn county<'a>(v: &'a str, d: &Delimiters, addresses: &mut Vec<Address<'a>>) {
     let Some(county) = string(first_part(v, d.component), d) else {
         return;
     };
     match addresses.as_mut_slice() {
-        [] => addresses.push(Address {
+        [only] if only.district.is_none() => only.district = Some(county),
+        all if all.iter().any(|a| a.district.as_ref() == Some(&county)) => {}
+        _ => addresses.push(Address {
             district: Some(county),
             ..empty_address()
         }),
-        [only] if only.district.is_none() => only.district = Some(county),
-        _ => {}
     }
 }
 

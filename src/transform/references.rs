@@ -54,5 +54,6 @@ pub fn logical_ref<'a>(
         type_: Some(type_),
         identifier,
         display,
+        extension: Vec::new(),
     })
 }

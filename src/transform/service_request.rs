@@ -4,11 +4,13 @@
 use std::borrow::Cow;
 
 use super::codes::{self, lookup};
-use super::datatypes::{codeable_concept, datetime, first_part, identifier, practitioner_ref};
-use super::demographics::{
-    cq_quantity, encounter_ref, entity_identifier, logical, note_text, period, v2_0203,
+use super::datatypes::{
+    code, codeable_concept, concept_of, datetime, first_part, identifier, is_null, practitioner_ref,
 };
-use super::fhir::{Identifier, Reference, ServiceRequest};
+use super::demographics::{
+    contact_point, cq_quantity, encounter_ref, entity_identifier, logical, note_text, v2_0203,
+};
+use super::fhir::{Extension, ExtensionValue, Identifier, Reference, ServiceRequest};
 use super::orders::{group_id, OrderGroup};
 use super::specimen::eip;
 use super::Context;
@@ -66,8 +68,11 @@ pub(super) fn map<'a>(
     };
     let priority = lookup(codes::PRIORITY, first_part(field(tq1, 9), d.component))
         .or_else(|| lookup(codes::PRIORITY, field(obr, 5)));
-    let occurrence_period = period(field(tq1, 7), field(tq1, 8), d, tz);
-    let occurrence_date_time = occurrence_period
+    let occurrence_timing = tq1
+        .as_ref()
+        .and_then(|tq1| super::timing::from_tq1(tq1, d, t))
+        .map(Box::new);
+    let occurrence_date_time = occurrence_timing
         .is_none()
         .then(|| datetime(first_part(field(obr, 6), d.component), tz))
         .flatten();
@@ -87,6 +92,47 @@ pub(super) fn map<'a>(
         .flat_map(|p| eip(p, d, ctx))
         .map(|id| logical("ServiceRequest", id))
         .collect();
+    let mut extension = Vec::new();
+    // IG ORC-1 and ORC-9: the order control code and the event's time, each
+    // a businessEvent extension.
+    extension.extend(code(field(orc, 1), d).map(|c| {
+        business_event(
+            "value",
+            ExtensionValue::CodeableConcept(concept_of(
+                "http://terminology.hl7.org/CodeSystem/v2-0119",
+                c,
+                None,
+            )),
+        )
+    }));
+    extension.extend(
+        datetime(first_part(field(orc, 9), d.component), tz)
+            .map(|at| business_event("date", ExtensionValue::DateTime(at))),
+    );
+    // IG OBR-17, else ORC-14: the number to call back about the order. (The
+    // IG puts OBR-17 in an extension of the requester that it gives no URL;
+    // the bridge uses the R4 extension it names for ORC-14.)
+    let callback = contact_point(field(obr, 17), d, tz, None)
+        .or_else(|| contact_point(field(orc, 14), d, tz, None));
+    extension.extend(callback.map(|cp| {
+        Extension::new(
+            "http://hl7.org/fhir/StructureDefinition/servicerequest-order-callback-phone-number",
+            ExtensionValue::ContactPoint(cp),
+        )
+    }));
+    // IG ORC-16, when ORC-5 gives no status: the reason for the order control.
+    let no_order_status = field(orc, 5).trim().is_empty() || is_null(field(orc, 5));
+    extension.extend(
+        no_order_status
+            .then(|| codeable_concept(field(orc, 16), d, t, None))
+            .flatten()
+            .map(|cc| {
+                Extension::new(
+                    "http://hl7.org/fhir/StructureDefinition/request-statusReason",
+                    ExtensionValue::CodeableConcept(cc),
+                )
+            }),
+    );
     Some(ServiceRequest {
         resource_type: "ServiceRequest",
         id: Cow::Owned(group_id("ServiceRequest", &key, ctx, g.n, "")),
@@ -108,7 +154,6 @@ pub(super) fn map<'a>(
         subject: ctx.subject.clone()?,
         encounter: encounter_ref(ctx),
         occurrence_date_time,
-        occurrence_period,
         authored_on,
         requester,
         location_code: reps(orc, 29)
@@ -120,5 +165,15 @@ pub(super) fn map<'a>(
         supporting_info,
         specimen,
         note,
+        extension,
+        occurrence_timing,
     })
+}
+
+/// The IG's businessEvent extension with one part (`value` or `date`).
+fn business_event<'a>(part: &'static str, value: ExtensionValue<'a>) -> Extension<'a> {
+    Extension::new(
+        "http://hl7.org/fhir/StructureDefinition/businessEvent",
+        ExtensionValue::Nested(vec![Extension::new(part, value)]),
+    )
 }

@@ -1,5 +1,6 @@
-//! SPM to Specimen (IG `SPM[Specimen]`), and for messages before v2.5,
-//! which have no SPM, OBR's specimen fields to Specimen (IG `OBR[Specimen]`).
+//! SPM to Specimen (IG `SPM[Specimen]`), and for an order group without SPM
+//! (every message before v2.5, and a later sender that still fills only
+//! OBR-15), OBR's specimen fields to Specimen (IG `OBR[Specimen]`).
 
 use std::borrow::Cow;
 
@@ -13,8 +14,10 @@ use super::orders::{group_id, OrderGroup};
 use super::Context;
 use crate::hl7::message::{Delimiters, SegmentView};
 
-/// The group's Specimens: one per SPM; without SPM, in a message before
-/// v2.5, one from OBR when OBR-15 (specimen source) is valued.
+/// The group's Specimens: one per SPM; without SPM, one from OBR when
+/// OBR-15 (specimen source) is valued. SPM replaces OBR-15 from v2.5 on,
+/// but a v2.5 sender may still fill OBR-15 alone, and the IG's ORU_R01 map
+/// takes a Specimen from OBR whatever the version.
 pub(super) fn map_group<'a>(g: &OrderGroup<'a>, ctx: &'a Context<'a>) -> Vec<Specimen<'a>> {
     if !g.spm.is_empty() {
         return g
@@ -24,10 +27,9 @@ pub(super) fn map_group<'a>(g: &OrderGroup<'a>, ctx: &'a Context<'a>) -> Vec<Spe
             .map(|(i, spm)| from_spm(spm, g, i, ctx))
             .collect();
     }
-    let before_2_5 = ctx.header.version_number().is_some_and(|v| v < (2, 5));
     match &g.obr {
-        Some(obr) if before_2_5 => from_obr(obr, g, ctx).into_iter().collect(),
-        _ => Vec::new(),
+        Some(obr) => from_obr(obr, g, ctx).into_iter().collect(),
+        None => Vec::new(),
     }
 }
 
@@ -178,9 +180,12 @@ fn from_obr<'a>(
         condition: codeable_concept(sps.get(5), &sd, t, Some("0493"))
             .into_iter()
             .collect(),
+        // SPS-3 free text, then OBR-39 the collector's comment (CWE[Annotation]:
+        // the whole field as text).
         note: free_text
-            .map(|text| TextOnly { text })
             .into_iter()
+            .chain(string(first(39), d))
+            .map(|text| TextOnly { text })
             .collect(),
     })
 }

@@ -56,3 +56,23 @@ pub fn oru_every_value_type() -> Vec<u8> {
     out.push('\r');
     out.into_bytes()
 }
+
+/// Synthetic orders and a report (made-up data) reaching what no fixture
+/// does: a TQ1 with every timing element (repeat pattern, times of day,
+/// offset, duration, occurrence duration, total occurrences), the order's
+/// callback phone and control reason, and a report's control reason.
+// benches/stage.rs includes this file and uses only the ORU.
+#[allow(dead_code)]
+pub fn orders_every_timing() -> Vec<Vec<u8>> {
+    let orm = "MSH|^~\\&|ORD|SYNTHHOSP|B|G|20261116090000||ORM^O01|SYN-ORM-1|P|2.5.1\r\
+PID|||SYN1^^^SYNTHHOSP^MR\r\
+ORC|NW|PL91|||||||20261116090000|||||^PRN^PH^^1^555^7654321||REASON^Changed^L\r\
+TQ1|1||Q6H&Every 6 hours&HL70335|0800~1400|30^min|2^h|||||||45^min|4\r\
+OBR|1|PL91||X^Panel^L||20261116120000\r";
+    let oru = "MSH|^~\\&|LAB|SYNTHHOSP|B|G|20261116090000||ORU^R01|SYN-ORU-2|P|2.5.1\r\
+PID|||SYN1^^^SYNTHHOSP^MR\r\
+ORC|RE|PL92|FI92|||||||||||||REASON^Changed^L\r\
+OBR|1|PL92|FI92|X^Panel^L\r\
+OBX|1|NM|Y^Num^L||5||||||F\r";
+    vec![orm.as_bytes().to_vec(), oru.as_bytes().to_vec()]
+}

@@ -501,6 +501,7 @@ pub fn practitioner_ref<'a>(v: &'a str, d: &Delimiters, t: &Tables) -> Option<Re
         type_: Some("Practitioner"),
         identifier,
         display: (!name.is_empty()).then_some(Cow::Owned(name)),
+        extension: Vec::new(),
     })
 }
 
@@ -519,5 +520,6 @@ pub fn location_ref<'a>(v: &'a str, d: &Delimiters) -> Option<Reference<'a>> {
         type_: Some("Location"),
         identifier: None,
         display: Some(Cow::Owned(names)),
+        extension: Vec::new(),
     })
 }

@@ -160,6 +160,10 @@ pub struct DiagnosticReport<'a> {
     /// presented form.
     #[serde(rename = "presentedForm", skip_serializing_if = "Vec::is_empty")]
     pub presented_form: Vec<Attachment<'a>>,
+    /// IG ORC-16: the order control's reason (event-statusReason). Last,
+    /// as in the schema, which gained it in version 2.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extension: Vec<Extension<'a>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -189,8 +193,6 @@ pub struct ServiceRequest<'a> {
     pub encounter: Option<Reference<'a>>,
     #[serde(rename = "occurrenceDateTime", skip_serializing_if = "Option::is_none")]
     pub occurrence_date_time: Option<String>,
-    #[serde(rename = "occurrencePeriod", skip_serializing_if = "Option::is_none")]
-    pub occurrence_period: Option<Period>,
     #[serde(rename = "authoredOn", skip_serializing_if = "Option::is_none")]
     pub authored_on: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -205,6 +207,56 @@ pub struct ServiceRequest<'a> {
     pub specimen: Vec<Reference<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub note: Vec<TextOnly<'a>>,
+    /// IG ORC-1 and ORC-9 (businessEvent), ORC-14/OBR-17 (order callback
+    /// phone), ORC-16 (request-statusReason). Last, as in the schema, which
+    /// gained it in version 2.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extension: Vec<Extension<'a>>,
+    /// IG TQ1[ServiceRequest]: when the order's TQ1 says when, that is the
+    /// occurrence (and `occurrenceDateTime` is left out).
+    #[serde(rename = "occurrenceTiming", skip_serializing_if = "Option::is_none")]
+    /// Boxed: most orders have none, and it would make ServiceRequest the
+    /// one large variant of `Resource`.
+    pub occurrence_timing: Option<Box<Timing<'a>>>,
+}
+
+/// FHIR Timing: the repeat pattern's code and the repeat's elements the IG
+/// maps from TQ1.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<TimingRepeat<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<CodeableConcept<'a>>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TimingRepeat<'a> {
+    #[serde(rename = "boundsDuration", skip_serializing_if = "Option::is_none")]
+    pub bounds_duration: Option<Quantity<'a>>,
+    #[serde(rename = "boundsPeriod", skip_serializing_if = "Option::is_none")]
+    pub bounds_period: Option<Period>,
+    #[serde(rename = "countMax", skip_serializing_if = "Option::is_none")]
+    pub count_max: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<serde_json::Number>,
+    #[serde(rename = "durationUnit", skip_serializing_if = "Option::is_none")]
+    pub duration_unit: Option<&'static str>,
+    #[serde(rename = "timeOfDay", skip_serializing_if = "Vec::is_empty")]
+    pub time_of_day: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u32>,
+}
+
+impl TimingRepeat<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.bounds_duration.is_none()
+            && self.bounds_period.is_none()
+            && self.count_max.is_none()
+            && self.duration.is_none()
+            && self.time_of_day.is_empty()
+            && self.offset.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -287,6 +287,7 @@ fn map_one<'a>(
             type_: None,
             identifier: None,
             display: None,
+            extension: Vec::new(),
         }),
         effective_date_time: effective,
         performer,
