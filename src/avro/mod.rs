@@ -9,6 +9,7 @@
 //! Errors name JSON paths and types only, never values: values are patient data.
 
 mod convert;
+mod decimal;
 mod fast;
 
 use apache_avro::reader::datum::GenericDatumReader;
@@ -18,6 +19,7 @@ use apache_avro::Schema;
 use fast::Plan;
 
 pub use convert::{to_avro, to_fhir};
+pub use decimal::{PRECISION_URL, TEXT_URL};
 
 /// The registered text of the Encounter schema (record `fhir.Encounter`).
 pub const ENCOUNTER_AVSC: &str = include_str!("../../schemas/fhir.Encounter.avsc");
