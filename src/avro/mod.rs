@@ -68,7 +68,9 @@ pub enum AvroError {
     /// would make the round trip lossy (they come back absent).
     #[error("{path}: null, empty array or empty object (not allowed in FHIR JSON)")]
     Empty { path: String },
-    #[error("{path}: not a FHIR decimal")]
+    /// Not JSON number text, beyond a double's range, or a `_<name>`
+    /// companion that does not rebuild the number (`avro::decimal`).
+    #[error("{path}: not a FHIR decimal an Avro double and its _value companion hold")]
     Decimal { path: String },
     #[error("resourceType does not match schema {schema}")]
     ResourceType { schema: String },

@@ -145,8 +145,8 @@ pub enum StageError {
         "the schema registry holds {subject} with FHIR decimals as strings; this version of \
          hl7bridge writes them as numbers (Avro double, schema version 3), which the registry \
          refuses as not BACKWARD-compatible. Run `{command}` once, with the same --data-dir, \
-         --schema-registry-url and --output-prefix as this command (README: \"Schema version \
-         3\"), then start again"
+         --schema-registry-url and --output-prefix as this command (README: \"Numeric \
+         decimals\"), then start again"
     )]
     NeedsSchemaMigration {
         subject: String,
