@@ -720,3 +720,26 @@ fn the_observation_schema_evolved_backward_compatibly() {
         "the new schema reads data written with the previous one"
     );
 }
+
+/// A decimal double with no `_<name>` companion field to hold its text (in a
+/// schema of another writer, or an array of decimals) takes only numbers
+/// whose double prints back as sent: anything else is refused, never rounded.
+#[test]
+fn a_decimal_without_a_companion_field_is_never_rounded() {
+    let schema = Schema::parse_str(
+        r#"{"type": "record", "name": "Bare", "fields": [
+            {"name": "one", "type": ["null", "double"], "default": null, "fhirType": "decimal"},
+            {"name": "many", "type": {"type": "array", "items": "double"}, "default": [], "fhirType": "decimal"}]}"#,
+    )
+    .unwrap();
+    let fits: Value = serde_json::from_str(r#"{"one": 4.41, "many": [1.5, 182]}"#).unwrap();
+    assert_eq!(
+        decode(&schema, &encode(&schema, &fits).unwrap()).unwrap(),
+        fits
+    );
+    for bad in [r#"{"one": 4.410}"#, r#"{"many": [1.5, 1.50]}"#] {
+        let r: Value = serde_json::from_str(bad).unwrap();
+        let e = encode(&schema, &r).unwrap_err();
+        assert!(matches!(e, AvroError::Decimal { .. }), "{bad}: {e:?}");
+    }
+}

@@ -258,13 +258,14 @@ impl<'a, 's> Walk<'a, 's> {
         Ok(Avro::Record(fields))
     }
 
-    /// Whether an (optional) field is a double.
+    /// Whether a field holds doubles: a double, optional or in an array.
     fn is_double(&self, schema: &'s Schema) -> Result<bool, AvroError> {
-        Ok(match self.deref(schema)? {
-            Schema::Double => true,
-            Schema::Union(u) => matches!(self.present_branch(u)?.1, Schema::Double),
-            _ => false,
-        })
+        match self.deref(schema)? {
+            Schema::Double => Ok(true),
+            Schema::Union(u) => self.is_double(self.present_branch(u)?.1),
+            Schema::Array(a) => self.is_double(&a.items),
+            _ => Ok(false),
+        }
     }
 
     /// The companion a decimal's text needs; an error if it needs one and
@@ -275,8 +276,20 @@ impl<'a, 's> Walk<'a, 's> {
         i: usize,
         member: &Json,
     ) -> Result<Option<Companion>, AvroError> {
-        let Json::Number(n) = member else {
-            return Ok(None); // the type error is reported by `json`
+        let n = match member {
+            Json::Number(n) => n,
+            // An array of decimals has no companion to hold their texts.
+            Json::Array(items) => {
+                let needs = |x: &Json| {
+                    x.as_number()
+                        .is_some_and(|n| !matches!(decimal::split(n.as_str()), Ok((_, None))))
+                };
+                if items.iter().any(needs) {
+                    return Err(AvroError::Decimal { path: self.here() });
+                }
+                return Ok(None);
+            }
+            _ => return Ok(None), // the type error is reported by `json`
         };
         match decimal::split(n.as_str()) {
             Ok((_, None)) => Ok(None),
