@@ -18,7 +18,7 @@ use apache_avro::Schema;
 use bytes::Bytes;
 use hl7bridge::avro::{
     decode, encode, to_avro, to_fhir, wire_decode, wire_encode, AvroError, FhirSchemas,
-    ENCOUNTER_AVSC, RESOURCE_SCHEMAS,
+    ENCOUNTER_AVSC, PRECISION_URL, RESOURCE_SCHEMAS, TEXT_URL,
 };
 use hl7bridge::hl7::batch;
 use hl7bridge::transform::{Mapped, Mapper};
@@ -452,17 +452,47 @@ fn decimal_text_survives() {
     }
     assert_eq!(text, serde_json::to_string(&r).unwrap());
 
-    // In Avro the decimal is its text; only exact JSON number text goes back.
+    // In Avro the decimal is a double, so generic consumers get a number; the
+    // text comes back from the companion `_value` (R4 quantity-precision).
     let avro = to_avro(schema, &r).unwrap();
-    assert!(format!("{avro:?}").contains("String(\"1.50\")"));
-    for bad in ["1.5x", " 1.5", "+1", ".5", "NaN", ""] {
-        let forged = replace_string(&avro, "1.50", bad);
+    let shown = format!("{avro:?}");
+    assert!(shown.contains("Double(1.5)"), "{shown}");
+    assert!(shown.contains(PRECISION_URL), "{shown}");
+    // A companion that does not rebuild this number is refused, never guessed.
+    for (from, to) in [
+        (PRECISION_URL, "urn:another:extension"),
+        (PRECISION_URL, TEXT_URL),
+    ] {
+        let forged = replace_string(&avro, from, to);
         let e = to_fhir(schema, &forged).unwrap_err();
-        assert!(matches!(e, AvroError::Decimal { .. }), "{bad:?}: {e:?}");
-        assert!(e
-            .to_string()
-            .contains("Observation.component[0].valueQuantity.value"));
+        assert!(matches!(e, AvroError::Decimal { .. }), "{to}: {e:?}");
+        assert!(
+            e.to_string()
+                .contains("Observation.component[0].valueQuantity._value"),
+            "{e}"
+        );
     }
+}
+
+/// Before schema version 3 a decimal was a string holding its exact text:
+/// records written so still decode with their writer schema, to the same
+/// FHIR JSON as a version-3 record.
+#[test]
+fn records_written_with_text_decimals_still_decode() {
+    let v2 = Schema::parse_str(include_str!("avro/fhir.Observation.v2.avsc")).unwrap();
+    let schemas = FhirSchemas::builtin();
+    let mut with_decimals = 0;
+    for r in synthetic_resources()
+        .into_iter()
+        .filter(|r| r["resourceType"] == "Observation")
+    {
+        let old = encode(&v2, &r).unwrap();
+        let new = encode(&schemas.observation, &r).unwrap();
+        assert_eq!(decode(&v2, &old).unwrap(), r);
+        assert_eq!(decode(&schemas.observation, &new).unwrap(), r);
+        with_decimals += usize::from(old != new);
+    }
+    assert!(with_decimals >= 5, "{with_decimals}");
 }
 
 fn replace_string(v: &Avro, from: &str, to: &str) -> Avro {
@@ -692,4 +722,27 @@ fn the_observation_schema_evolved_backward_compatibly() {
         Compatibility::Full,
         "the new schema reads data written with the previous one"
     );
+}
+
+/// A decimal double with no `_<name>` companion field to hold its text (in a
+/// schema of another writer, or an array of decimals) takes only numbers
+/// whose double prints back as sent: anything else is refused, never rounded.
+#[test]
+fn a_decimal_without_a_companion_field_is_never_rounded() {
+    let schema = Schema::parse_str(
+        r#"{"type": "record", "name": "Bare", "fields": [
+            {"name": "one", "type": ["null", "double"], "default": null, "fhirType": "decimal"},
+            {"name": "many", "type": {"type": "array", "items": "double"}, "default": [], "fhirType": "decimal"}]}"#,
+    )
+    .unwrap();
+    let fits: Value = serde_json::from_str(r#"{"one": 4.41, "many": [1.5, 182]}"#).unwrap();
+    assert_eq!(
+        decode(&schema, &encode(&schema, &fits).unwrap()).unwrap(),
+        fits
+    );
+    for bad in [r#"{"one": 4.410}"#, r#"{"many": [1.5, 1.50]}"#] {
+        let r: Value = serde_json::from_str(bad).unwrap();
+        let e = encode(&schema, &r).unwrap_err();
+        assert!(matches!(e, AvroError::Decimal { .. }), "{bad}: {e:?}");
+    }
 }

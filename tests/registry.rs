@@ -111,21 +111,31 @@ fn assert_error((status, body): (u16, Value), expected_status: u16, error_code: 
     );
 }
 
-/// The FHIR schemas grow BACKWARD-compatibly: under the registry's default
-/// level, version 2 (`schemas/`) registers over version 1 (as first shipped,
-/// kept in `tests/avro/`), so consumers on version 2 read version 1's records.
+/// The FHIR schemas grow BACKWARD-compatibly, except once. Under the
+/// registry's default level:
+/// - version 2 (as shipped before numeric decimals, kept in `tests/avro/`)
+///   registers over version 1 (as first shipped), so consumers on version 2
+///   read version 1's records;
+/// - version 3 (`schemas/`) with its decimals written as before (strings, no
+///   `_value` companion) registers over version 2: nothing else changed
+///   incompatibly;
+/// - version 3 itself is refused (409): decimals turned from strings into
+///   doubles. That is the one-time migration (`hl7bridge topics
+///   migrate-schemas`, tests/schema_migration.rs).
 #[tokio::test]
-async fn the_fhir_schemas_register_over_their_first_version_under_backward() {
+async fn the_fhir_schemas_stay_backward_compatible_except_for_numeric_decimals() {
     let r = Registry::in_memory().await;
-    for (subject, v1, v2) in [
+    for (subject, v1, v2, v3) in [
         (
             "fhir.encounter-value",
             include_str!("avro/fhir.Encounter.v1.avsc"),
+            include_str!("avro/fhir.Encounter.v2.avsc"),
             hl7bridge::avro::ENCOUNTER_AVSC,
         ),
         (
             "fhir.observation-value",
             include_str!("avro/fhir.Observation.v1.avsc"),
+            include_str!("avro/fhir.Observation.v2.avsc"),
             hl7bridge::avro::OBSERVATION_AVSC,
         ),
         (
@@ -143,13 +153,56 @@ async fn the_fhir_schemas_register_over_their_first_version_under_backward() {
         let first = r.register(subject, v1).await;
         let second = r.register(subject, v2).await;
         assert_ne!(first, second, "{subject}");
+
+        let (status, body) = r
+            .post(
+                &format!("/subjects/{subject}/versions"),
+                json!({ "schema": v3 }),
+            )
+            .await;
+        assert_eq!(
+            status, 409,
+            "{subject}: numeric decimals need the migration: {body}"
+        );
+        assert!(
+            body["message"].as_str().unwrap().contains("value"),
+            "{subject}: the refusal names the decimal field: {body}"
+        );
+
+        let third = r.register(subject, &with_text_decimals(v3)).await;
+        assert_ne!(third, second, "{subject}");
         assert_eq!(
             r.get(&format!("/subjects/{subject}/versions")).await,
-            (200, json!([1, 2])),
+            (200, json!([1, 2, 3])),
             "{subject}"
         );
     }
     r.stop().await;
+}
+
+/// A version-3 schema with its decimals as version 2 wrote them: strings,
+/// without the `_value` companion fields.
+fn with_text_decimals(v3: &str) -> String {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(o) => {
+                if let Some(Value::Array(fields)) = o.get_mut("fields") {
+                    fields.retain(|f| f["name"] != "_value");
+                    for f in fields.iter_mut() {
+                        if f["fhirType"] == "decimal" {
+                            f["type"] = json!(["null", "string"]);
+                        }
+                    }
+                }
+                o.values_mut().for_each(walk);
+            }
+            Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut v: Value = serde_json::from_str(v3).unwrap();
+    walk(&mut v);
+    v.to_string()
 }
 
 #[tokio::test]

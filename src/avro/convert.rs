@@ -1,9 +1,16 @@
 //! The schema-driven walk between FHIR JSON and Avro values.
 //!
 //! One walker for every resource type: the schema says which members exist,
-//! which are required, and which strings are FHIR decimals. Supported Avro
+//! which are required, and which fields are FHIR decimals. Supported Avro
 //! types are records, arrays, `["null", T]` unions, string, boolean, int and
-//! long; anything else in a schema is reported rather than guessed at.
+//! long, and double for decimals; anything else in a schema is reported
+//! rather than guessed at.
+//!
+//! A decimal is a `double` (schema version 3 on) followed by its companion
+//! `_<name>`, which the walk writes from the decimal's text and reads back
+//! into it ([`super::decimal`]); FHIR JSON given to [`to_avro`] never has the
+//! companion itself. Before version 3 a decimal was a string holding the
+//! exact text, and records written so still decode.
 
 use std::fmt::Write as _;
 
@@ -11,10 +18,12 @@ use apache_avro::schema::{NamesRef, RecordField, RecordSchema, Schema, UnionSche
 use apache_avro::types::Value as Avro;
 use serde_json::{Map, Value as Json};
 
+use super::decimal::{self, Companion};
 use super::{resolve, schema_name, AvroError};
 
-/// Field attribute naming the FHIR type of an Avro string. `"decimal"` means
-/// the string is the exact JSON number text, turned back into a number.
+/// Field attribute naming the FHIR type of an Avro field. `"decimal"` marks a
+/// double (with its companion) or, in older schemas, a string holding the
+/// exact JSON number text: either way a JSON number in FHIR.
 const FHIR_TYPE: &str = "fhirType";
 
 /// A FHIR resource (JSON) as an Avro value of `schema`.
@@ -83,6 +92,8 @@ fn root_record(schema: &Schema) -> Result<&RecordSchema, AvroError> {
 struct Walk<'a, 's> {
     names: &'a NamesRef<'s>,
     path: String,
+    /// The companion of the decimal being read (Avro to FHIR JSON).
+    companion: Option<Companion>,
 }
 
 impl<'a, 's> Walk<'a, 's> {
@@ -90,6 +101,7 @@ impl<'a, 's> Walk<'a, 's> {
         Self {
             names,
             path: root.name.name().to_owned(),
+            companion: None,
         }
     }
 
@@ -172,6 +184,12 @@ impl<'a, 's> Walk<'a, 's> {
                 }
                 Ok(Avro::Array(out))
             }
+            Schema::Double if decimal => match json {
+                Json::Number(n) => decimal::split(n.as_str())
+                    .map(|(d, _)| Avro::Double(d))
+                    .map_err(|_| AvroError::Decimal { path: self.here() }),
+                _ => Err(self.wrong("number (FHIR decimal)", json_kind(json))),
+            },
             Schema::String if decimal => match json {
                 // arbitrary_precision: the number's text is exactly what was parsed.
                 Json::Number(n) => Ok(Avro::String(n.to_string())),
@@ -210,16 +228,74 @@ impl<'a, 's> Walk<'a, 's> {
             return Err(AvroError::UnknownMember { path: self.here() });
         }
         let mut fields = Vec::with_capacity(r.fields.len());
-        for f in &r.fields {
+        // The companion the decimal just written needs, for the next field.
+        let mut companion: Option<Companion> = None;
+        for (i, f) in r.fields.iter().enumerate() {
             let len = self.enter(&f.name);
-            let v = match obj.get(&f.name) {
-                Some(member) => self.json(&f.schema, member, is_decimal(f))?,
-                None => self.absent(&f.schema)?,
+            let v = if is_companion(r, i) {
+                // Derived from the decimal: FHIR JSON handed in may not set it.
+                if obj.contains_key(&f.name) {
+                    return Err(AvroError::UnknownMember { path: self.here() });
+                }
+                match companion.take() {
+                    Some(c) => self.json(&f.schema, &c.to_json(), false)?,
+                    None => self.absent(&f.schema)?,
+                }
+            } else {
+                match obj.get(&f.name) {
+                    Some(member) => {
+                        if is_decimal(f) && self.is_double(&f.schema)? {
+                            companion = self.decimal_companion(r, i, member)?;
+                        }
+                        self.json(&f.schema, member, is_decimal(f))?
+                    }
+                    None => self.absent(&f.schema)?,
+                }
             };
             self.path.truncate(len);
             fields.push((f.name.clone(), v));
         }
         Ok(Avro::Record(fields))
+    }
+
+    /// Whether a field holds doubles: a double, optional or in an array.
+    fn is_double(&self, schema: &'s Schema) -> Result<bool, AvroError> {
+        match self.deref(schema)? {
+            Schema::Double => Ok(true),
+            Schema::Union(u) => self.is_double(self.present_branch(u)?.1),
+            Schema::Array(a) => self.is_double(&a.items),
+            _ => Ok(false),
+        }
+    }
+
+    /// The companion a decimal's text needs; an error if it needs one and
+    /// field `i` has no companion field to hold it.
+    fn decimal_companion(
+        &self,
+        r: &RecordSchema,
+        i: usize,
+        member: &Json,
+    ) -> Result<Option<Companion>, AvroError> {
+        let n = match member {
+            Json::Number(n) => n,
+            // An array of decimals has no companion to hold their texts.
+            Json::Array(items) => {
+                let needs = |x: &Json| {
+                    x.as_number()
+                        .is_some_and(|n| !matches!(decimal::split(n.as_str()), Ok((_, None))))
+                };
+                if items.iter().any(needs) {
+                    return Err(AvroError::Decimal { path: self.here() });
+                }
+                return Ok(None);
+            }
+            _ => return Ok(None), // the type error is reported by `json`
+        };
+        match decimal::split(n.as_str()) {
+            Ok((_, None)) => Ok(None),
+            Ok((_, Some(c))) if is_companion(r, i + 1) => Ok(Some(c)),
+            _ => Err(AvroError::Decimal { path: self.here() }),
+        }
     }
 
     /// The branch a present value takes: the one non-null branch.
@@ -275,6 +351,11 @@ impl<'a, 's> Walk<'a, 's> {
                 }
                 Ok((!out.is_empty()).then_some(Json::Array(out)))
             }
+            (Schema::Double, Avro::Double(d)) if decimal => {
+                decimal::join(*d, self.companion.take().as_ref())
+                    .map(|n| Some(Json::Number(n)))
+                    .map_err(|_| AvroError::Decimal { path: self.here() })
+            }
             (Schema::String, Avro::String(s)) if decimal => {
                 // Only exact JSON number text: `1.50` stays `1.50`; ` 1.5`, `+1`, `.5` are refused.
                 match serde_json::from_str::<Json>(s) {
@@ -294,7 +375,8 @@ impl<'a, 's> Walk<'a, 's> {
                 | Schema::String
                 | Schema::Boolean
                 | Schema::Int
-                | Schema::Long,
+                | Schema::Long
+                | Schema::Double,
                 _,
             ) => Err(self.wrong(schema_kind(schema), value_kind(value))),
             (other, _) => Err(self.unsupported(other)),
@@ -311,16 +393,34 @@ impl<'a, 's> Walk<'a, 's> {
             return Err(AvroError::UnknownMember { path: self.here() });
         }
         let mut out = Map::new();
+        // Decoded records are in schema order; search only for hand-built ones.
+        let value_of = |pos: usize, f: &RecordField| match fields.get(pos) {
+            Some((k, v)) if *k == f.name => Some(v),
+            _ => fields.iter().find(|(k, _)| *k == f.name).map(|(_, v)| v),
+        };
         for (pos, f) in r.fields.iter().enumerate() {
+            let value = value_of(pos, f);
+            if value.is_some() && is_decimal(f) && is_companion(r, pos + 1) {
+                let c = &r.fields[pos + 1];
+                self.companion = self.read_companion(c, value_of(pos + 1, c))?;
+            }
             let len = self.enter(&f.name);
-            // Decoded records are in schema order; search only for hand-built ones.
-            let value = match fields.get(pos) {
-                Some((k, v)) if *k == f.name => Some(v),
-                _ => fields.iter().find(|(k, _)| *k == f.name).map(|(_, v)| v),
-            };
+            if is_companion(r, pos) {
+                // Read with its decimal, just before; absent or null is fine.
+                if let Some(v) = value {
+                    self.avro(&f.schema, v, false)?;
+                }
+                self.path.truncate(len);
+                continue;
+            }
             match value {
                 Some(v) => {
-                    if let Some(j) = self.avro(&f.schema, v, is_decimal(f))? {
+                    let j = self.avro(&f.schema, v, is_decimal(f))?;
+                    if self.companion.take().is_some() {
+                        // A companion without its decimal: not written by the bridge.
+                        return Err(AvroError::Decimal { path: self.here() });
+                    }
+                    if let Some(j) = j {
                         out.insert(f.name.clone(), j);
                     }
                 }
@@ -335,8 +435,40 @@ impl<'a, 's> Walk<'a, 's> {
     }
 }
 
+impl<'s> Walk<'_, 's> {
+    /// A decimal's companion field as [`Companion`]; `None` when null.
+    fn read_companion(
+        &mut self,
+        f: &'s RecordField,
+        value: Option<&Avro>,
+    ) -> Result<Option<Companion>, AvroError> {
+        let Some(v) = value else {
+            return Ok(None);
+        };
+        let len = self.enter(&f.name);
+        let element = self.avro(&f.schema, v, false)?;
+        let companion = element
+            .map(|e| Companion::from_json(&e))
+            .transpose()
+            .map_err(|_| AvroError::Decimal { path: self.here() });
+        self.path.truncate(len);
+        companion
+    }
+}
+
 pub(super) fn is_decimal(f: &RecordField) -> bool {
     f.custom_attributes.get(FHIR_TYPE).and_then(Json::as_str) == Some("decimal")
+}
+
+/// Field `i` is the companion `_<name>` of the decimal field before it.
+pub(super) fn is_companion(r: &RecordSchema, i: usize) -> bool {
+    let (Some(prev), Some(f)) = (
+        i.checked_sub(1).and_then(|p| r.fields.get(p)),
+        r.fields.get(i),
+    ) else {
+        return false;
+    };
+    is_decimal(prev) && f.name.strip_prefix('_') == Some(prev.name.as_str())
 }
 
 fn null_index(u: &UnionSchema) -> Option<u32> {
@@ -368,6 +500,7 @@ fn schema_kind(s: &Schema) -> &'static str {
         Schema::Boolean => "boolean",
         Schema::Int => "int",
         Schema::Long => "long",
+        Schema::Double => "double",
         Schema::String => "string",
         Schema::Array(_) => "array",
         Schema::Record(_) => "record",
@@ -383,6 +516,7 @@ fn value_kind(v: &Avro) -> &'static str {
         Avro::Boolean(_) => "boolean",
         Avro::Int(_) => "int",
         Avro::Long(_) => "long",
+        Avro::Double(_) => "double",
         Avro::String(_) => "string",
         Avro::Array(_) => "array",
         Avro::Record(_) => "record",

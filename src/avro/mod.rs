@@ -9,6 +9,7 @@
 //! Errors name JSON paths and types only, never values: values are patient data.
 
 mod convert;
+mod decimal;
 mod fast;
 
 use apache_avro::reader::datum::GenericDatumReader;
@@ -18,6 +19,7 @@ use apache_avro::Schema;
 use fast::Plan;
 
 pub use convert::{to_avro, to_fhir};
+pub use decimal::{PRECISION_URL, TEXT_URL};
 
 /// The registered text of the Encounter schema (record `fhir.Encounter`).
 pub const ENCOUNTER_AVSC: &str = include_str!("../../schemas/fhir.Encounter.avsc");
@@ -66,7 +68,9 @@ pub enum AvroError {
     /// would make the round trip lossy (they come back absent).
     #[error("{path}: null, empty array or empty object (not allowed in FHIR JSON)")]
     Empty { path: String },
-    #[error("{path}: not a FHIR decimal")]
+    /// Not JSON number text, beyond a double's range, or a `_<name>`
+    /// companion that does not rebuild the number (`avro::decimal`).
+    #[error("{path}: not a FHIR decimal an Avro double and its _value companion hold")]
     Decimal { path: String },
     #[error("resourceType does not match schema {schema}")]
     ResourceType { schema: String },

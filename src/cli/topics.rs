@@ -1,10 +1,10 @@
-//! `hl7bridge topics [create]`.
+//! `hl7bridge topics [create | migrate-schemas]`.
 
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::StoreArgs;
+use super::{StageArgs, StoreArgs};
 
 #[derive(Debug, Args)]
 pub struct TopicsArgs {
@@ -32,6 +32,16 @@ enum Action {
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Register the current FHIR Avro schemas once, letting through the one
+    /// change that is not BACKWARD-compatible: FHIR decimals turning from
+    /// strings into numbers (schema version 3). Run it when `serve` or
+    /// `transform` refuses to start and says so. Idempotent.
+    MigrateSchemas {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        stage: StageArgs,
+    },
 }
 
 pub fn run(args: TopicsArgs) -> anyhow::Result<ExitCode> {
@@ -46,6 +56,11 @@ pub fn run(args: TopicsArgs) -> anyhow::Result<ExitCode> {
             let partitions = partitions.unwrap_or(cfg.partitions);
             let rf = replication_factor.unwrap_or(cfg.kafka.replication_factor());
             crate::app::topics::create(&cfg, partitions, rf, timeout)?;
+        }
+        Some(Action::MigrateSchemas { store, stage }) => {
+            let mut cfg = store.config()?;
+            stage.apply(&mut cfg);
+            crate::app::topics::migrate_schemas(&cfg)?;
         }
         None => crate::app::topics::list(&args.store.config()?)?,
     }

@@ -9,15 +9,17 @@
 //! - [`store`]: subjects, versions, global ids and config in a SQLite file
 //! - [`compatibility`]: the compatibility levels and the Avro checks behind them
 //! - [`http`]: Confluent's REST subset over the store
+//! - [`migration`]: the one-time move of the FHIR subjects to numeric decimals
 
 pub mod compatibility;
 pub mod http;
+pub mod migration;
 pub mod store;
 
 use std::sync::Arc;
 
 use schema_registry_converter::async_impl::schema_registry::{
-    get_schema_by_id, post_schema, SrSettings,
+    get_schema_by_id, get_schema_by_subject_and_version, post_schema, SrSettings,
 };
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{RawError, SchemaType, SuppliedSchema};
@@ -127,6 +129,27 @@ impl SchemaRegistry {
                 blocking(move || store.schema_by_id(id)).await
             }
             Self::Remote(remote) => remote.schema_by_id(id).await,
+        }
+    }
+
+    /// The schema text of the subject's latest version.
+    pub async fn latest_schema(&self, subject: &str) -> Result<String, RegistryError> {
+        match self {
+            Self::Embedded(store) => {
+                let (store, subject) = (Arc::clone(store), subject.to_owned());
+                blocking(move || {
+                    store
+                        .version(&subject, store::VersionId::Latest)
+                        .map(|v| v.schema)
+                })
+                .await
+            }
+            Self::Remote(remote) => {
+                let registered = get_schema_by_subject_and_version(&remote.settings, subject, None)
+                    .await
+                    .map_err(remote_error)?;
+                Ok(registered.schema)
+            }
         }
     }
 }

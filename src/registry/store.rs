@@ -138,13 +138,38 @@ impl RegistryStore {
     /// already has for it. 42201 if it is not a valid Avro schema, 409 if it
     /// fails the subject's compatibility level.
     pub fn register(&self, subject: &str, text: &str) -> Result<SubjectVersion, RegistryError> {
+        self.register_at(subject, text, None)
+    }
+
+    /// [`register`](Self::register), checked at `level` instead of the
+    /// subject's own, for this one registration: the stored config is not
+    /// touched, so nothing is left at `level` if the process dies. Only the
+    /// one-time schema migration ([`super::migration`]) uses it.
+    pub fn register_overriding(
+        &self,
+        subject: &str,
+        text: &str,
+        level: CompatibilityLevel,
+    ) -> Result<SubjectVersion, RegistryError> {
+        self.register_at(subject, text, Some(level))
+    }
+
+    fn register_at(
+        &self,
+        subject: &str,
+        text: &str,
+        level: Option<CompatibilityLevel>,
+    ) -> Result<SubjectVersion, RegistryError> {
         let (schema, identity) = parse(text)?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some(existing) = find_by_identity(&tx, subject, &identity)? {
             return Ok(existing);
         }
-        let level = effective_level(&tx, subject)?;
+        let level = match level {
+            Some(l) => l,
+            None => effective_level(&tx, subject)?,
+        };
         let previous = parsed_versions(&tx, subject)?;
         let messages = level.check(&schema, &previous);
         if !messages.is_empty() {

@@ -23,7 +23,7 @@ use crate::avro::{self, FhirSchemas};
 use crate::headers as h;
 use crate::record::Record;
 use crate::record::WithHeaders;
-use crate::registry::{topic_name_subject, RegistryError, SchemaRegistry};
+use crate::registry::{migration, topic_name_subject, RegistryError, SchemaRegistry};
 use crate::topics::FhirTopics;
 use crate::transform::{Mapper, Resource, Skipped};
 
@@ -141,6 +141,17 @@ pub enum StageError {
     Store(#[from] rusqlite::Error),
     #[error("{0}")]
     Setup(String),
+    #[error(
+        "the schema registry holds {subject} with FHIR decimals as strings; this version of \
+         hl7bridge writes them as numbers (Avro double, schema version 3), which the registry \
+         refuses as not BACKWARD-compatible. Run `{command}` once, with the same --data-dir, \
+         --schema-registry-url and --output-prefix as this command (README: \"Numeric \
+         decimals\"), then start again"
+    )]
+    NeedsSchemaMigration {
+        subject: String,
+        command: &'static str,
+    },
 }
 
 /// Schema ids under which each resource type is written, in
@@ -172,7 +183,27 @@ impl Stage {
             .zip(topics.by_resource())
             .zip(avro::RESOURCE_SCHEMAS.iter())
         {
-            *id = registry.register(&topic_name_subject(topic), avsc).await?;
+            let subject = topic_name_subject(topic);
+            *id = match registry.register(&subject, avsc).await {
+                Ok(id) => id,
+                Err(
+                    e @ (RegistryError::Incompatible { .. }
+                    | RegistryError::Remote {
+                        error_code: 409, ..
+                    }),
+                ) => {
+                    let latest = registry.latest_schema(&subject).await?;
+                    return Err(if migration::needs_migration(&latest, avsc) {
+                        StageError::NeedsSchemaMigration {
+                            subject,
+                            command: migration::COMMAND,
+                        }
+                    } else {
+                        e.into()
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            };
         }
         Ok(Self {
             mapper,

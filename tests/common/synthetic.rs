@@ -30,6 +30,8 @@ pub fn oru_every_value_type() -> Vec<u8> {
         "MSH|^~\\&|AVROTEST|SYNTHHOSP|HL7BRIDGE|INTEGRATION|20261115103000||ORU^R01^ORU_R01|FX-AVRO-1|P|2.5.1".to_owned(),
         "PID|1||MRN90001^^^SYNTHHOSP^MR||TESTPATIENT^AVRO".to_owned(),
         pv1.join("|"),
+        // PV2-11: a length of stay whose text a double alone does not give back.
+        "PV2|||||||||||2.50".to_owned(),
         "OBR|1|PLC90001|FIL90001|11502-2^Laboratory report^LN||20261115070000|20261115081500".to_owned(),
         obx(1, "NM", "2345-7^Glucose^LN", "1.50", "mmol/L^mmol/L^UCUM"),
         "NTE|1|L|Synthetic note.".to_owned(),
@@ -51,6 +53,8 @@ pub fn oru_every_value_type() -> Vec<u8> {
         obx(11, "SN", "X-SNQ^Repeated SN ratio^L", "^1^:^160~^1.5^:^320.0", ""),
         obx(12, "TM", "X-TMR^Repeated TM^L", "0830~091500", ""),
         obx(13, "DT", "X-DTR^Repeated DT^L", "2026~202611", ""),
+        // More digits than a double holds: kept as the exact text.
+        obx(14, "NM", "X-NMX^Exact NM^L", "12345678901234567890.5", "1^1^UCUM"),
     ];
     let mut out = segments.join("\r");
     out.push('\r');

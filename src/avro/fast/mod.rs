@@ -3,11 +3,13 @@
 //!
 //! A schema is compiled once into a [`Plan`]: named types resolved, records
 //! numbered (so recursive types are plain indices), `["null", T]` unions
-//! reduced to their two branch indices and `fhirType: decimal` strings marked.
+//! reduced to their two branch indices and `fhirType: decimal` fields marked
+//! (a double with its `_<name>` companion folded into it, or an older
+//! schema's string).
 //! Encoding a resource is then a walk over the JSON that appends bytes:
 //! zig-zag varint longs, length-prefixed strings, the union index before the
 //! value, arrays as one block (count, items, 0), records as their fields in
-//! schema order, null as nothing. The bytes are exactly those of
+//! schema order, null as nothing, a double as 8 little-endian bytes. The bytes are exactly those of
 //! `GenericDatumWriter` over [`super::to_avro`]'s value (tests/avro_roundtrip.rs
 //! checks every fixture resource).
 //!
@@ -20,7 +22,8 @@ use std::collections::HashMap;
 use apache_avro::schema::{NamesRef, RecordField, Schema};
 use serde_json::{Map, Value as Json};
 
-use super::convert::is_decimal;
+use super::convert::{is_companion, is_decimal};
+use super::decimal::{self, Companion};
 
 mod ser;
 
@@ -51,8 +54,18 @@ pub(super) enum Node {
     Int,
     Long,
     String,
-    /// A string holding the exact JSON number text (`fhirType: decimal`).
-    Decimal,
+    /// A string holding the exact JSON number text (`fhirType: decimal`
+    /// before schema version 3).
+    DecimalText,
+    /// A double (`fhirType: decimal`), then the node of its companion field
+    /// (`_<name>`), written from the decimal's text ([`decimal::split`]).
+    /// Without a companion field only texts the double prints back fit.
+    DecimalDouble {
+        companion: Option<Box<Node>>,
+    },
+    /// A decimal's companion field: written with its decimal, never set by
+    /// the resource itself.
+    Derived,
     Record(usize),
     Array(Box<Node>),
     /// A union: the branch taken when the element is absent (null), and the
@@ -134,9 +147,12 @@ impl Plan {
                 Ok(())
             }
             // arbitrary_precision: the number's text is exactly what was parsed.
-            (Node::Decimal, Json::Number(n)) => {
+            (Node::DecimalText, Json::Number(n)) => {
                 write_bytes(n.as_str().as_bytes(), out);
                 Ok(())
+            }
+            (Node::DecimalDouble { companion }, Json::Number(n)) => {
+                self.decimal_double(n.as_str(), companion.as_deref(), out)
             }
             (Node::Boolean, Json::Bool(b)) => {
                 out.push(u8::from(*b));
@@ -158,12 +174,36 @@ impl Plan {
         }
     }
 
+    /// A decimal's double, then its companion (null when the double prints
+    /// back as `text`).
+    fn decimal_double(&self, text: &str, companion: Option<&Node>, out: &mut Vec<u8>) -> Fit {
+        let (d, c) = decimal::split(text).map_err(|decimal::NotADouble| Mismatch)?;
+        out.extend_from_slice(&d.to_le_bytes());
+        match (companion, c) {
+            (Some(node), Some(c)) => self.value(node, &c.to_json(), out),
+            (Some(node), None) => Self::absent(node, out),
+            (None, None) => Ok(()),
+            (None, Some(Companion::Precision(_) | Companion::Text(_))) => Err(Mismatch),
+        }
+    }
+
     /// The encoding of an absent element: null or `[]` if it is optional.
     fn absent(node: &Node, out: &mut Vec<u8>) -> Fit {
         match node {
-            Node::Union { null: Some(i), .. } => write_long(i64::from(*i), out),
+            Node::Union {
+                null: Some(i),
+                present,
+            } => {
+                write_long(i64::from(*i), out);
+                // An absent decimal has no companion either.
+                if let Some((_, inner)) = present {
+                    if let Node::DecimalDouble { companion: Some(c) } = &**inner {
+                        Self::absent(c, out)?;
+                    }
+                }
+            }
             Node::Array(_) => out.push(0),
-            Node::Null => {}
+            Node::Null | Node::Derived => {}
             _ => return Err(Mismatch),
         }
         Ok(())
@@ -245,7 +285,8 @@ impl Compiler<'_, '_> {
             Schema::Boolean => Node::Boolean,
             Schema::Int => Node::Int,
             Schema::Long => Node::Long,
-            Schema::String if decimal => Node::Decimal,
+            Schema::String if decimal => Node::DecimalText,
+            Schema::Double if decimal => Node::DecimalDouble { companion: None },
             Schema::String => Node::String,
             Schema::Array(a) => Node::Array(Box::new(self.node(&a.items, decimal))),
             Schema::Union(u) => {
@@ -274,7 +315,7 @@ impl Compiler<'_, '_> {
                 let i = self.records.len();
                 self.by_name.insert(full, i);
                 self.records.push(RecordPlan { fields: Vec::new() });
-                let fields = r
+                let mut fields: Vec<FieldPlan> = r
                     .fields
                     .iter()
                     .map(|f: &RecordField| FieldPlan {
@@ -282,11 +323,39 @@ impl Compiler<'_, '_> {
                         node: self.node(&f.schema, is_decimal(f)),
                     })
                     .collect();
+                // Fold each companion into its decimal, which writes it.
+                for k in 1..fields.len() {
+                    if is_companion(r, k) {
+                        let c = std::mem::replace(&mut fields[k].node, Node::Derived);
+                        if !attach_companion(&mut fields[k - 1].node, c) {
+                            fields[k].node = Node::Unsupported;
+                        }
+                    }
+                }
                 self.records[i].fields = fields;
                 Node::Record(i)
             }
             _ => Node::Unsupported,
         }
+    }
+}
+
+/// Puts `companion` into the optional double decimal `node`; false if
+/// `node` is not one.
+fn attach_companion(node: &mut Node, companion: Node) -> bool {
+    let inner = match node {
+        Node::Union {
+            present: Some((_, inner)),
+            ..
+        } => &mut **inner,
+        other => other,
+    };
+    match inner {
+        Node::DecimalDouble { companion: c } => {
+            *c = Some(Box::new(companion));
+            true
+        }
+        _ => false,
     }
 }
 

@@ -149,8 +149,11 @@ impl<'p, 'o> serde::Serializer for Ser<'p, 'o> {
                 any: false,
             },
             // serde_json's Number (arbitrary_precision) is a one-field struct
-            // holding its exact text: what a decimal string carries.
-            Node::Decimal => Kind::Number { done: false },
+            // holding its exact text: what a decimal is written from.
+            Node::DecimalText | Node::DecimalDouble { .. } => Kind::Number {
+                decimal: s.node,
+                done: false,
+            },
             _ => return Err(Mismatch),
         };
         Ok(StructSer {
@@ -284,6 +287,7 @@ enum Kind<'p> {
         any: bool,
     },
     Number {
+        decimal: &'p Node,
         done: bool,
     },
 }
@@ -320,15 +324,28 @@ impl serde::ser::SerializeStruct for StructSer<'_, '_> {
                     Plan::absent(&f.node, self.out)?;
                 }
             }
-            Kind::Number { done } => {
+            Kind::Number { decimal, done } => {
                 if std::mem::replace(done, true) {
                     return Err(Mismatch);
                 }
-                value.serialize(Ser {
-                    plan: self.plan,
-                    node: &Node::String,
-                    out: &mut *self.out,
-                })
+                match decimal {
+                    Node::DecimalDouble { companion } => {
+                        // The text is needed whole, to split it (no JSON tree).
+                        let serde_json::Value::String(text) = value
+                            .serialize(serde_json::value::Serializer)
+                            .map_err(|_| Mismatch)?
+                        else {
+                            return Err(Mismatch);
+                        };
+                        self.plan
+                            .decimal_double(&text, companion.as_deref(), self.out)
+                    }
+                    _ => value.serialize(Ser {
+                        plan: self.plan,
+                        node: &Node::String,
+                        out: &mut *self.out,
+                    }),
+                }
             }
         }
     }
@@ -345,7 +362,7 @@ impl serde::ser::SerializeStruct for StructSer<'_, '_> {
                 }
                 Ok(())
             }
-            Kind::Number { done } => done.then_some(()).ok_or(Mismatch),
+            Kind::Number { done, .. } => done.then_some(()).ok_or(Mismatch),
         }
     }
 }

@@ -242,6 +242,9 @@ fn is_oid(s: &str) -> bool {
 }
 
 /// A FHIR decimal from a v2 NM, as a JSON number (None when not a number).
+/// A number beyond a double's range (hundreds of digits) counts as not a
+/// number: the Avro topics carry every decimal as a double, so what the
+/// mapper emits always encodes.
 pub fn decimal(v: &str) -> Option<Number> {
     let t = v.trim();
     let t = t.strip_prefix('+').unwrap_or(t);
@@ -254,7 +257,8 @@ pub fn decimal(v: &str) -> Option<Number> {
     if !ok {
         return None;
     }
-    serde_json::from_str::<Number>(&normalise_decimal(t)).ok()
+    let n = serde_json::from_str::<Number>(&normalise_decimal(t)).ok()?;
+    n.as_f64().is_some_and(f64::is_finite).then_some(n)
 }
 
 fn normalise_decimal(t: &str) -> String {

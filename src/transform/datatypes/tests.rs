@@ -78,6 +78,9 @@ fn decimals_are_json_numbers() {
     assert_eq!(decimal("-3").map(Value::Number), Some(json!(-3)));
     assert_eq!(decimal("POS"), None);
     assert_eq!(decimal("1-2"), None);
+    // Beyond a double's range: not a number the Avro topics can carry.
+    assert_eq!(decimal(&format!("1{}", "0".repeat(400))), None);
+    assert!(decimal(&format!("1{}", "0".repeat(300))).is_some());
 }
 
 #[test]
