@@ -140,6 +140,28 @@ async fn serve_on(broker: &Tansu) -> (KafkaConfig, Bridge, String, tempfile::Tem
     (cfg, bridge, registry, dir)
 }
 
+/// Like [`serve_on`] with `n` partitions per topic: a member recovers each
+/// assigned partition (its output tails, its dedup window) one by one, so
+/// fewer partitions keep takeovers short.
+async fn serve_on_partitions(
+    broker: &Tansu,
+    n: u32,
+) -> (KafkaConfig, Bridge, String, tempfile::TempDir) {
+    let cfg = KafkaConfig {
+        brokers: broker.brokers(),
+        ..Default::default()
+    };
+    let mut topics: Vec<String> = common::RAW_TOPICS.iter().map(|s| s.to_string()).collect();
+    topics.extend(output_topics());
+    hl7bridge::log::kafka::create_topics(&cfg, &topics, n, 1)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (bridge, registry) =
+        Bridge::serve_with_registry(dir.path(), &["--kafka-brokers", &broker.brokers()]);
+    (cfg, bridge, registry, dir)
+}
+
 fn kill(mut m: Member) {
     m.child.kill().unwrap();
     m.child.wait().unwrap();
@@ -361,6 +383,143 @@ async fn transform_refuses_outputs_with_other_partition_counts_unless_at_least_o
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("fhir.encounter has 3") && err.contains("--at-least-once"),
+        "{err}"
+    );
+}
+
+/// Waits until the transform group's committed offsets reach the end of
+/// every input partition that holds records.
+fn wait_committed_to_end(cfg: &KafkaConfig, inputs: &[StoredRecord]) {
+    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+    for r in inputs {
+        let e = ends.entry((r.topic.clone(), r.partition)).or_default();
+        *e = (*e).max(r.offset + 1);
+    }
+    let names: Vec<String> = INPUTS.iter().map(|s| s.to_string()).collect();
+    let start = Instant::now();
+    loop {
+        let topics = hl7bridge::log::kafka::list_topics(cfg).unwrap();
+        let got = hl7bridge::stage::kafka::committed_offsets(
+            cfg,
+            "hl7bridge-transform",
+            &topics,
+            &names,
+        )
+        .unwrap();
+        if ends.iter().all(|(k, end)| got.get(k) == Some(end)) {
+            return;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "committed offsets {got:?} did not reach the input ends {ends:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Issue 14: the dedup window is the group's, not a member's disk. Member A
+/// (its own data directory) emits a batch and leaves; the sender then resends
+/// the batch as it was (lost ACKs). Member B, with another, empty data
+/// directory, takes every partition over and must not emit them again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resend_first_seen_on_the_old_owner_is_not_emitted_by_the_new_one() {
+    let Some(broker) = Tansu::memory() else {
+        return;
+    };
+    let (cfg, bridge, registry, _serve_dir) = serve_on_partitions(&broker, 2).await;
+    let batch: Vec<Vec<u8>> = (0..40)
+        .map(|i| {
+            if i % 2 == 0 {
+                adt(&format!("T-{i}"), &format!("P{}", i % 13))
+            } else {
+                oru(&format!("T-{i}"), &format!("P{}", i % 13), 1 + i % 3)
+            }
+        })
+        .collect();
+    let mut c = Client::connect(bridge.addr).await;
+    for m in &batch {
+        assert_eq!(c.roundtrip(m).await.code(), "AA");
+    }
+    let want: usize = batch.iter().map(|m| expected_output_count(m)).sum();
+
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let brokers = broker.brokers();
+    tokio::task::block_in_place(|| {
+        let a = transform(&brokers, &registry, dir_a.path());
+        assert_eq!(wait_for_outputs(&cfg, want), want, "member A emits the batch");
+        wait_committed_to_end(&cfg, &all_inputs(&cfg));
+        terminate(a);
+    });
+
+    // The ACKs were lost: the sender resends every message, same bytes.
+    for m in &batch {
+        assert_eq!(c.roundtrip(m).await.code(), "AA");
+    }
+    let inputs = tokio::task::block_in_place(|| all_inputs(&cfg));
+    assert_eq!(inputs.len(), 2 * batch.len(), "both copies are stored");
+
+    tokio::task::block_in_place(|| {
+        let b = transform(&brokers, &registry, dir_b.path());
+        b.wait_assigned();
+        // B has read every resend once its offsets reach the ends.
+        wait_committed_to_end(&cfg, &inputs);
+        terminate(b);
+    });
+    let outputs = tokio::task::block_in_place(|| all_outputs(&cfg));
+    // The first copy of each message: the lower offset of the two.
+    let mut first: HashMap<&[u8], SourceId> = HashMap::new();
+    for r in &inputs {
+        let f = first.entry(&r.value[..]).or_insert_with(|| source_id(r));
+        if r.offset < f.2 {
+            *f = source_id(r);
+        }
+    }
+    let first_offsets: HashSet<SourceId> = first.into_values().collect();
+    let resent: Vec<OutputId> = outputs
+        .iter()
+        .map(output_id)
+        .filter(|(_, t, p, o, _)| !first_offsets.contains(&(t.clone(), *p, *o)))
+        .collect();
+    assert!(resent.is_empty(), "outputs of resends: {resent:?}");
+    assert_eq!(outputs.len(), want, "each message's outputs, once");
+    drop(bridge);
+}
+
+/// Partition p of the dedup changelog holds input partition p's window, so
+/// the stage refuses a changelog with another partition count, even
+/// at-least-once.
+#[tokio::test(flavor = "multi_thread")]
+async fn transform_refuses_a_dedup_changelog_with_another_partition_count() {
+    let Some(broker) = Tansu::memory() else {
+        return;
+    };
+    let cfg = kafka_config(&broker.brokers()).await;
+    let changelog = hl7bridge::topics::dedup_changelog("hl7bridge-transform");
+    hl7bridge::log::kafka::create_topics(&cfg, std::slice::from_ref(&changelog), 2, 1)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::task::block_in_place(|| {
+        Command::new(bin())
+            .args([
+                "transform",
+                "--at-least-once",
+                "--kafka-brokers",
+                &broker.brokers(),
+                "--registry-listen",
+                "",
+            ])
+            .args(["--metrics-listen", ""])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    });
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{changelog} has 2 partitions"))
+            && err.contains("input topics have 6"),
         "{err}"
     );
 }

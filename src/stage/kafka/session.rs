@@ -24,8 +24,15 @@ impl KafkaStage {
         let mut resumed: HashSet<(String, i32)> = HashSet::new();
         let mut pending = FuturesOrdered::new();
         std::fs::create_dir_all(&self.data_dir).map_err(LogError::Io)?;
-        let store = DedupStore::open(&self.data_dir.join(dedup::DB_FILE))
-            .map_err(|e| StageError::Setup(format!("opening the dedup window: {e}")))?;
+        let mut store = DedupStore::open(&self.data_dir.join(dedup::DB_FILE))
+            .map_err(|e| StageError::Setup(format!("opening the dedup window's local copy: {e}")))?;
+        // The copy holds only what this session restores from the changelog
+        // and writes there itself.
+        store
+            .clear()
+            .map_err(|e| StageError::Setup(format!("emptying the dedup window's local copy: {e}")))?;
+        // Partitions whose dedup window is restored since their assignment.
+        let mut restored: HashSet<i32> = HashSet::new();
         let mut dedup = Dedup {
             store,
             window: self.cfg.dedup_window,
@@ -70,6 +77,7 @@ impl KafkaStage {
                     let m = m.map_err(|e| LogError::Kafka(e.to_string()))?;
                     for p in consumer.context().take_revoked() {
                         parts.remove(&p);
+                        restored.remove(&p);
                         resumed.retain(|(_, q)| *q != p);
                     }
                     let partition = m.partition();
@@ -84,14 +92,23 @@ impl KafkaStage {
                         })?;
                         parts.insert(partition, state);
                     }
-                    let Sent { deliveries, seen, outcome, received_at } = self
+                    if !restored.contains(&partition) {
+                        let since = crate::stage::now_ms() - self.cfg.dedup_window.as_millis() as i64;
+                        tokio::task::block_in_place(|| {
+                            changelog::restore(&self.tail_reader()?, &self.changelog, partition, &mut dedup.store, since)
+                        })?;
+                        restored.insert(partition);
+                    }
+                    let Sent { deliveries, entry, seen, outcome, received_at } = self
                         .handle(&producer, &m, parts.get_mut(&partition), layout, &mut dedup)
                         .await?;
                     let outputs = deliveries.len() as u64;
                     let (topic, offset) = (m.topic().to_owned(), m.offset());
                     pending.push_back(async move {
                         let mut result = Ok(());
-                        for d in deliveries {
+                        // The offset is stored only once the dedup entry is
+                        // delivered too (see `changelog`).
+                        for d in deliveries.into_iter().chain(entry) {
                             match d.await {
                                 Ok(Ok(_)) => {}
                                 Ok(Err((e, _))) => result = Err(e.to_string()),
@@ -145,9 +162,13 @@ impl KafkaStage {
             headers: &headers,
             value: m.payload().unwrap_or_default(),
         };
-        let seen = dedup::key(&src).map(|k| (k, src.coordinates()));
+        let seen = dedup::key(&src).map(|key| Seen {
+            key,
+            source: src.coordinates(),
+            seen_ms: crate::stage::now_ms(),
+        });
         let duplicate = match &seen {
-            Some((k, coords)) => dedup.first(k)?.is_some_and(|first| first != *coords),
+            Some(s) => dedup.first(&s.key)?.is_some_and(|first| first != s.source),
             None => false,
         };
         let mut name = "duplicate";
@@ -177,8 +198,11 @@ impl KafkaStage {
             .then(|| src.header(crate::headers::RECEIVED_AT).map(str::to_owned))
             .flatten();
         let seen = seen.filter(|_| !duplicate);
-        if let Some((k, coords)) = &seen {
-            dedup.in_flight.insert(k.clone(), coords.clone());
+        let mut entry = None;
+        if let Some(s) = &seen {
+            dedup.in_flight.insert(s.key.clone(), s.source.clone());
+            let r = changelog::record(&self.changelog, src.partition, s);
+            entry = Some(kafka_log::enqueue(producer, &r).await.map_err(kafka_err)?);
         }
         let mut out = Vec::with_capacity(records.len());
         match state {
@@ -214,6 +238,7 @@ impl KafkaStage {
         }
         Ok(Sent {
             deliveries: out,
+            entry,
             seen,
             outcome: name,
             received_at,
@@ -224,6 +249,8 @@ impl KafkaStage {
 /// What `handle` sent for one input record.
 pub(super) struct Sent {
     pub(super) deliveries: Vec<rdkafka::producer::DeliveryFuture>,
+    /// The record's dedup entry on the changelog.
+    pub(super) entry: Option<rdkafka::producer::DeliveryFuture>,
     pub(super) seen: Option<Seen>,
     pub(super) outcome: &'static str,
     pub(super) received_at: Option<String>,
@@ -241,11 +268,9 @@ pub(super) struct Done {
     pub(super) received_at: Option<String>,
 }
 
-/// A dedup entry: the key and the `topic/partition/offset` that carried it first.
-pub(super) type Seen = (DedupKey, String);
-
-/// The Kafka stage's view of the dedup window: the durable store, plus keys
-/// whose outputs are still in flight (a resend can arrive before they land).
+/// The Kafka stage's view of the dedup window: the local copy of what the
+/// changelog holds, plus keys whose outputs and entry are still in flight (a
+/// resend can arrive before they land).
 pub(super) struct Dedup {
     pub(super) store: DedupStore,
     pub(super) window: Duration,
@@ -267,11 +292,11 @@ impl Dedup {
 
     /// The outputs of `seen`'s record are delivered: remember it (in batches).
     pub(super) fn delivered(&mut self, seen: Option<Seen>) -> Result<(), StageError> {
-        if let Some((k, coords)) = seen {
-            if self.in_flight.get(&k) == Some(&coords) {
-                self.in_flight.remove(&k);
+        if let Some(s) = seen {
+            if self.in_flight.get(&s.key) == Some(&s.source) {
+                self.in_flight.remove(&s.key);
             }
-            self.delivered.push((k, coords));
+            self.delivered.push(s);
         }
         if self.delivered.len() >= 256 || self.last_flush.elapsed() >= Duration::from_millis(200) {
             self.flush()?;
@@ -284,20 +309,10 @@ impl Dedup {
         if self.delivered.is_empty() {
             return Ok(());
         }
-        let now = crate::stage::now_ms();
-        let before = now - self.window.as_millis() as i64;
-        let entries: Vec<dedup::Seen> = self
-            .delivered
-            .iter()
-            .map(|(key, source)| dedup::Seen {
-                key: key.clone(),
-                source: source.clone(),
-                seen_ms: now,
-            })
-            .collect();
+        let before = crate::stage::now_ms() - self.window.as_millis() as i64;
         self.store
-            .remember(&entries, Some(before))
-            .map_err(|e| StageError::Setup(format!("writing the dedup window: {e}")))?;
+            .remember(&self.delivered, Some(before))
+            .map_err(|e| StageError::Setup(format!("writing the dedup window's local copy: {e}")))?;
         self.delivered.clear();
         Ok(())
     }

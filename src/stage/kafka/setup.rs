@@ -39,6 +39,7 @@ impl KafkaStage {
                 tracing::info!(%topic, partitions = n, outcome, "kafka topic checked");
             }
         }
+        self.changelog_layout(count(&self.changelog), n).await?;
         let mut mismatched: Vec<String> = self
             .cfg
             .inputs
@@ -68,6 +69,39 @@ impl KafkaStage {
         Ok(Layout {
             co_partitioned: false,
         })
+    }
+
+    /// The dedup changelog: created (compacted) when missing, and refused
+    /// when its partition count is not the inputs' `n`, whatever the
+    /// delivery mode: partition p restores the window of input partition p.
+    async fn changelog_layout(&self, found: Option<u32>, n: u32) -> Result<(), StageError> {
+        match found {
+            Some(c) if c == n => Ok(()),
+            Some(c) => Err(StageError::Setup(format!(
+                "the dedup changelog {} has {c} partitions but the input topics have {n}; \
+                 it must match them (partition p holds input partition p's dedup window): \
+                 delete it and let `hl7bridge topics create` or the stage create it again, \
+                 or use another --group",
+                self.changelog
+            ))),
+            None => {
+                let settings = changelog::topic_settings(self.cfg.dedup_window);
+                let settings: Vec<(&str, &str)> =
+                    settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                for (topic, outcome) in kafka_log::create_topics_with(
+                    &self.kafka,
+                    std::slice::from_ref(&self.changelog),
+                    n,
+                    self.replication,
+                    &settings,
+                )
+                .await?
+                {
+                    tracing::info!(%topic, partitions = n, outcome, "kafka topic checked");
+                }
+                Ok(())
+            }
+        }
     }
 
     pub(super) fn producer(&self) -> Result<FutureProducer, StageError> {
