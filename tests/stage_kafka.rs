@@ -6,9 +6,10 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::member::*;
 use common::process::{bin, Bridge};
 use common::stage::*;
 use common::tansu::Tansu;
@@ -18,70 +19,6 @@ use hl7bridge::record::StoredRecord;
 use hl7bridge::registry::{RemoteRegistry, SchemaRegistry};
 use hl7bridge::stage::decoder::FhirDecoder;
 use hl7bridge::transform::{Mapped, Mapper};
-
-const WAIT: Duration = Duration::from_secs(120);
-
-/// A running `transform` and the file its log goes to.
-struct Member {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Member {
-    /// Waits until this member has been given partitions, so a kill cannot
-    /// land inside its group join (Tansu 0.6 was seen never expiring a member
-    /// killed there, leaving its partitions unconsumed).
-    fn wait_assigned(&self) {
-        let start = Instant::now();
-        while !std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .contains("partitions assigned")
-        {
-            assert!(
-                start.elapsed() < WAIT,
-                "no partitions assigned to {:?}",
-                self.log
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-fn transform(brokers: &str, registry: &str, dir: &std::path::Path) -> Member {
-    let log = std::env::temp_dir().join(format!(
-        "hl7bridge-transform-{}-{}.log",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    let file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(bin())
-        .args([
-            "transform",
-            "--kafka-brokers",
-            brokers,
-            "--schema-registry-url",
-            registry,
-        ])
-        .args(["--metrics-listen", ""])
-        // A killed member is noticed after this, not librdkafka's default 45 s.
-        .args([
-            "-X",
-            "session.timeout.ms=6000",
-            "-X",
-            "heartbeat.interval.ms=500",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        // Kept for post-mortems: $TMPDIR/hl7bridge-transform-<test pid>-<nanos>.log
-        .stderr(file)
-        .spawn()
-        .unwrap();
-    Member { child, log }
-}
 
 fn all_outputs(cfg: &KafkaConfig) -> Vec<StoredRecord> {
     output_topics()
@@ -107,22 +44,6 @@ fn wait_for_outputs(cfg: &KafkaConfig, n: usize) -> usize {
             return got;
         }
         std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-/// SIGTERM: the member finishes what is in flight and leaves the group.
-fn terminate(mut m: Member) {
-    Command::new("kill")
-        .args(["-TERM", &m.child.id().to_string()])
-        .status()
-        .unwrap();
-    let start = Instant::now();
-    while m.child.try_wait().unwrap().is_none() {
-        if start.elapsed() > WAIT {
-            let _ = m.child.kill();
-            panic!("transform did not stop on SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -160,11 +81,6 @@ async fn serve_on_partitions(
     let (bridge, registry) =
         Bridge::serve_with_registry(dir.path(), &["--kafka-brokers", &broker.brokers()]);
     (cfg, bridge, registry, dir)
-}
-
-fn kill(mut m: Member) {
-    m.child.kill().unwrap();
-    m.child.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -385,36 +301,6 @@ async fn transform_refuses_outputs_with_other_partition_counts_unless_at_least_o
         err.contains("fhir.encounter has 3") && err.contains("--at-least-once"),
         "{err}"
     );
-}
-
-/// Waits until the transform group's committed offsets reach the end of
-/// every input partition that holds records.
-fn wait_committed_to_end(cfg: &KafkaConfig, inputs: &[StoredRecord]) {
-    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
-    for r in inputs {
-        let e = ends.entry((r.topic.clone(), r.partition)).or_default();
-        *e = (*e).max(r.offset + 1);
-    }
-    let names: Vec<String> = INPUTS.iter().map(|s| s.to_string()).collect();
-    let start = Instant::now();
-    loop {
-        let topics = hl7bridge::log::kafka::list_topics(cfg).unwrap();
-        let got = hl7bridge::stage::kafka::committed_offsets(
-            cfg,
-            "hl7bridge-transform",
-            &topics,
-            &names,
-        )
-        .unwrap();
-        if ends.iter().all(|(k, end)| got.get(k) == Some(end)) {
-            return;
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "committed offsets {got:?} did not reach the input ends {ends:?}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 /// Issue 14: the dedup window is the group's, not a member's disk. Member A

@@ -405,7 +405,21 @@ pub(crate) const ISOLATION: &str = "read_uncommitted";
 /// A consumer that never commits (a throwaway group id, no offset storage)
 /// and reports the end of each partition.
 pub(crate) fn reader(cfg: &KafkaConfig, purpose: &str) -> Result<BaseConsumer, LogError> {
+    reader_with(cfg, purpose, &[])
+}
+
+/// [`reader`] with extra consumer settings (a `-X` property still wins).
+pub(crate) fn reader_with(
+    cfg: &KafkaConfig,
+    purpose: &str,
+    settings: &[(&str, &str)],
+) -> Result<BaseConsumer, LogError> {
     let mut c = cfg.base();
+    for (k, v) in settings {
+        if !cfg.properties.contains_key(*k) {
+            c.set(*k, *v);
+        }
+    }
     c.set(
         "group.id",
         format!("hl7bridge-{purpose}-{}", std::process::id()),

@@ -84,20 +84,38 @@ impl KafkaStage {
                     if resumed.insert((m.topic().to_owned(), partition)) {
                         tracing::info!(topic = m.topic(), partition, offset = m.offset(), "input partition resumed");
                     }
-                    if layout.co_partitioned && !parts.contains_key(&partition) {
-                        // A reader per recovery, dropped after: an idle one keeps
-                        // fetching and reporting end-of-partition as errors.
-                        let state = tokio::task::block_in_place(|| {
-                            recover(&self.tail_reader()?, &outputs, partition)
-                        })?;
-                        parts.insert(partition, state);
-                    }
-                    if !restored.contains(&partition) {
+                    // Before any input of a newly assigned partition: what its
+                    // outputs hold, and its dedup window, read side by side.
+                    let recover_outputs = layout.co_partitioned && !parts.contains_key(&partition);
+                    let restore_window = !restored.contains(&partition);
+                    if recover_outputs || restore_window {
                         let since = crate::stage::now_ms() - self.cfg.dedup_window.as_millis() as i64;
-                        tokio::task::block_in_place(|| {
-                            changelog::restore(&self.tail_reader()?, &self.changelog, partition, &mut dedup.store, since)
-                        })?;
-                        restored.insert(partition);
+                        let store = &mut dedup.store;
+                        let (state, window) = tokio::task::block_in_place(|| {
+                            std::thread::scope(|s| {
+                                let state = recover_outputs.then(|| {
+                                    s.spawn(|| recover(&|| self.tail_reader(), &outputs, partition))
+                                });
+                                let window = restore_window.then(|| {
+                                    self.tail_reader().and_then(|r| {
+                                        changelog::restore(&r, &self.changelog, partition, store, since)
+                                    })
+                                });
+                                let state = state.map(|h| {
+                                    h.join().unwrap_or_else(|_| {
+                                        Err(StageError::Setup(format!("recovery of partition {partition} failed (a reader panicked)")))
+                                    })
+                                });
+                                (state, window)
+                            })
+                        });
+                        if let Some(state) = state {
+                            parts.insert(partition, state?);
+                        }
+                        if let Some(window) = window {
+                            window?;
+                            restored.insert(partition);
+                        }
                     }
                     let Sent { deliveries, entry, seen, outcome, received_at } = self
                         .handle(&producer, &m, parts.get_mut(&partition), layout, &mut dedup)
@@ -290,12 +308,13 @@ impl Dedup {
             .map_err(|e| StageError::Setup(format!("reading the dedup window: {e}")))
     }
 
-    /// The outputs of `seen`'s record are delivered: remember it (in batches).
+    /// The outputs and the entry of `seen`'s record are delivered: remember
+    /// it in the local copy (in batches). It stays in `in_flight` until its
+    /// batch is written, or a resend arriving meanwhile would find it nowhere
+    /// (the failover test caught exactly that: a resend through the other
+    /// bridge, a few milliseconds behind its first copy, was emitted again).
     pub(super) fn delivered(&mut self, seen: Option<Seen>) -> Result<(), StageError> {
         if let Some(s) = seen {
-            if self.in_flight.get(&s.key) == Some(&s.source) {
-                self.in_flight.remove(&s.key);
-            }
             self.delivered.push(s);
         }
         if self.delivered.len() >= 256 || self.last_flush.elapsed() >= Duration::from_millis(200) {
@@ -313,7 +332,11 @@ impl Dedup {
         self.store
             .remember(&self.delivered, Some(before))
             .map_err(|e| StageError::Setup(format!("writing the dedup window's local copy: {e}")))?;
-        self.delivered.clear();
+        for s in self.delivered.drain(..) {
+            if self.in_flight.get(&s.key) == Some(&s.source) {
+                self.in_flight.remove(&s.key);
+            }
+        }
         Ok(())
     }
 }
@@ -333,4 +356,49 @@ pub(super) fn store_next<C: Consumer<X>, X: ConsumerContext>(
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(next))?;
     consumer.store_offsets(&tpl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dedup(dir: &std::path::Path) -> Dedup {
+        Dedup {
+            store: DedupStore::open(&dir.join(dedup::DB_FILE)).unwrap(),
+            window: Duration::from_secs(3600),
+            in_flight: HashMap::new(),
+            delivered: Vec::new(),
+            last_flush: std::time::Instant::now(),
+        }
+    }
+
+    fn seen() -> Seen {
+        Seen {
+            key: DedupKey {
+                sender: "F".into(),
+                control_id: "1".into(),
+                digest: [7; 32],
+            },
+            source: "hl7v2.adt/0/3".into(),
+            seen_ms: crate::stage::now_ms(),
+        }
+    }
+
+    #[test]
+    fn a_key_is_known_while_in_flight_delivered_but_unwritten_and_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = dedup(dir.path());
+        let s = seen();
+        d.in_flight.insert(s.key.clone(), s.source.clone());
+        assert_eq!(d.first(&s.key).unwrap().as_deref(), Some("hl7v2.adt/0/3"));
+        d.delivered(Some(s.clone())).unwrap();
+        assert_eq!(
+            d.first(&s.key).unwrap().as_deref(),
+            Some("hl7v2.adt/0/3"),
+            "delivered, its batch not yet written"
+        );
+        d.flush().unwrap();
+        assert!(d.in_flight.is_empty());
+        assert_eq!(d.first(&s.key).unwrap().as_deref(), Some("hl7v2.adt/0/3"));
+    }
 }

@@ -150,8 +150,14 @@ impl KafkaStage {
             .map_err(|e| LogError::Kafka(e.to_string()).into())
     }
 
-    /// A reader for output tails: never commits, reports partition ends.
+    /// A reader for output tails and the dedup changelog: never commits,
+    /// reports partition ends. Short fetch waits, as for the consumer: Tansu
+    /// holds each fetch for the full wait, and recovery reads to the end.
     pub(super) fn tail_reader(&self) -> Result<BaseConsumer, StageError> {
-        Ok(kafka_log::reader(&self.kafka, "recovery")?)
+        Ok(kafka_log::reader_with(
+            &self.kafka,
+            "recovery",
+            &[("fetch.wait.max.ms", "10")],
+        )?)
     }
 }
