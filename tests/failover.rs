@@ -137,7 +137,10 @@ impl Sender {
         let deadline = Instant::now() + WAIT * 2;
         for (i, (id, msg)) in messages.iter().enumerate() {
             loop {
-                assert!(Instant::now() < deadline, "{id}: no AA from either endpoint");
+                assert!(
+                    Instant::now() < deadline,
+                    "{id}: no AA from either endpoint"
+                );
                 let ep = self.active.load(Ordering::SeqCst);
                 if conn.is_none() {
                     conn = tokio::time::timeout(
@@ -173,7 +176,12 @@ impl Sender {
                     continue;
                 };
                 let ack = Ack::parse(&bytes);
-                assert_eq!(ack.control_id(), id, "ACK for another message:\n{}", ack.text);
+                assert_eq!(
+                    ack.control_id(),
+                    id,
+                    "ACK for another message:\n{}",
+                    ack.text
+                );
                 let code = ack.code().to_owned();
                 let first_try = !attempts.iter().any(|a: &Attempt| a.message == i);
                 if first_try && self.lose_ack.contains(&i) {
@@ -304,7 +312,12 @@ async fn two_bridges_and_two_members_lose_nothing_and_emit_once_through_sigkills
     // The faults, at seeded random points of the stream.
     let mut rng = Rng::seeded("failover");
     let mut plan: Vec<(usize, Fault)> = (0..BRIDGE_KILLS)
-        .map(|_| (MESSAGES / 10 + rng.below(MESSAGES as u64 * 8 / 10) as usize, Fault::Bridge))
+        .map(|_| {
+            (
+                MESSAGES / 10 + rng.below(MESSAGES as u64 * 8 / 10) as usize,
+                Fault::Bridge,
+            )
+        })
         .collect();
     plan.push((
         MESSAGES * 3 / 10 + rng.below(MESSAGES as u64 * 4 / 10) as usize,
@@ -403,13 +416,20 @@ async fn two_bridges_and_two_members_lose_nothing_and_emit_once_through_sigkills
     for (i, (id, msg)) in all.iter().enumerate() {
         let t = &tries[&i];
         assert_eq!(t.last().unwrap().code, "AA", "{id}: {t:?}");
-        let c = copies.get(id.as_str()).map(Vec::as_slice).unwrap_or_default();
+        let c = copies
+            .get(id.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         if c.is_empty() {
             lost.push(id.clone());
             continue;
         }
         for r in c {
-            assert_eq!(&r.value[..], &msg[..], "{id}: a stored copy is the bytes sent");
+            assert_eq!(
+                &r.value[..],
+                &msg[..],
+                "{id}: a stored copy is the bytes sent"
+            );
         }
         if c.len() > 1 {
             raw_duplicated += 1;
@@ -425,7 +445,12 @@ async fn two_bridges_and_two_members_lose_nothing_and_emit_once_through_sigkills
     // FHIR: by source message, exactly once, from its first copy.
     let first: HashMap<&str, SourceId> = copies
         .iter()
-        .map(|(id, c)| (*id, c.iter().map(|r| source_id(r)).min_by_key(|s| s.2).unwrap()))
+        .map(|(id, c)| {
+            (
+                *id,
+                c.iter().map(|r| source_id(r)).min_by_key(|s| s.2).unwrap(),
+            )
+        })
         .collect();
     let by_source: HashMap<SourceId, &StoredRecord> =
         inputs.iter().map(|r| (source_id(r), r)).collect();
@@ -440,19 +465,21 @@ async fn two_bridges_and_two_members_lose_nothing_and_emit_once_through_sigkills
             .or_default()
             .push(((t, p, off), index, topic));
     }
+    // Per message: outputs from another copy than the first, or an output
+    // index twice, is a duplicate; otherwise every index must be there.
     let (mut fhir_duplicated, mut fhir_missing) = (Vec::new(), Vec::new());
     for (id, msg) in &all {
-        let want = expected_output_count(msg);
-        let mut got = per_message.remove(id.as_str()).unwrap_or_default();
-        if got.iter().any(|(s, _, _)| Some(s) != first.get(id.as_str())) || {
-            let n = got.len();
-            got.sort_by_key(|(_, i, _)| *i);
-            got.dedup_by_key(|(_, i, _)| *i);
-            got.len() != n
-        } {
-            fhir_duplicated.push(id.clone());
-        } else if got.len() != want {
-            fhir_missing.push((id.clone(), got.len(), want));
+        let got = per_message.remove(id.as_str()).unwrap_or_default();
+        let from_first = got
+            .iter()
+            .all(|(s, _, _)| Some(s) == first.get(id.as_str()));
+        let mut indices: Vec<usize> = got.iter().map(|(_, i, _)| *i).collect();
+        indices.sort_unstable();
+        indices.dedup();
+        if !from_first || indices.len() != got.len() {
+            fhir_duplicated.push((id.clone(), got));
+        } else if got.len() != expected_output_count(msg) {
+            fhir_missing.push((id.clone(), got.len(), expected_output_count(msg)));
         }
     }
 
@@ -472,8 +499,14 @@ async fn two_bridges_and_two_members_lose_nothing_and_emit_once_through_sigkills
         outputs.len(),
     );
     assert!(lost.is_empty(), "AA'd but not stored: {lost:?}");
-    assert!(fhir_duplicated.is_empty(), "FHIR records twice: {fhir_duplicated:?}");
-    assert!(fhir_missing.is_empty(), "FHIR records missing (id, got, want): {fhir_missing:?}");
+    assert!(
+        fhir_duplicated.is_empty(),
+        "FHIR records twice (control ID, [(source, index, output topic)]): {fhir_duplicated:?}"
+    );
+    assert!(
+        fhir_missing.is_empty(),
+        "FHIR records missing (id, got, want): {fhir_missing:?}"
+    );
     assert!(
         struck.iter().all(|(_, n)| *n < MESSAGES),
         "every fault struck mid-stream: {struck:?}"

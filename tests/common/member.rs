@@ -39,6 +39,35 @@ impl Member {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
+    /// Waits until this member has restored the dedup window of `n`
+    /// partitions: it is then that far into its assignment, and the rest is
+    /// still to do (a member takes up its partitions one at a time, each as
+    /// its first input arrives).
+    pub fn wait_restored(&self, n: usize) {
+        let start = Instant::now();
+        while std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .matches("dedup window restored")
+            .count()
+            < n
+        {
+            assert!(
+                start.elapsed() < WAIT,
+                "{:?} did not restore {n} partitions",
+                self.log
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A member is killed with its test: none outlives a failed assertion.
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 pub fn transform(brokers: &str, registry: &str, dir: &std::path::Path) -> Member {
@@ -111,13 +140,9 @@ pub fn wait_committed_to_end(cfg: &KafkaConfig, inputs: &[StoredRecord]) {
     let start = Instant::now();
     loop {
         let topics = hl7bridge::log::kafka::list_topics(cfg).unwrap();
-        let got = hl7bridge::stage::kafka::committed_offsets(
-            cfg,
-            "hl7bridge-transform",
-            &topics,
-            &names,
-        )
-        .unwrap();
+        let got =
+            hl7bridge::stage::kafka::committed_offsets(cfg, "hl7bridge-transform", &topics, &names)
+                .unwrap();
         if ends.iter().all(|(k, end)| got.get(k) == Some(end)) {
             return;
         }

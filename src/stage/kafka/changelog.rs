@@ -144,9 +144,11 @@ pub(super) fn restore(
         .map_err(kafka_err)?;
     reader.assign(&tpl).map_err(kafka_err)?;
     let write = |store: &mut DedupStore, batch: &mut Vec<Seen>| {
-        store
-            .remember(batch, None)
-            .map_err(|e| StageError::Setup(format!("restoring the dedup window of {topic} partition {p} into the local copy: {e}")))?;
+        store.remember(batch, None).map_err(|e| {
+            StageError::Setup(format!(
+                "restoring the dedup window of {topic} partition {p} into the local copy: {e}"
+            ))
+        })?;
         batch.clear();
         Ok::<_, StageError>(())
     };
@@ -220,10 +222,7 @@ mod tests {
         let mut later = seen();
         later.source = "hl7v2.oru/3/99".into();
         later.seen_ms += 1;
-        assert_eq!(
-            record("t", 3, &seen()).key,
-            record("t", 3, &later).key
-        );
+        assert_eq!(record("t", 3, &seen()).key, record("t", 3, &later).key);
     }
 
     #[test]

@@ -24,13 +24,14 @@ impl KafkaStage {
         let mut resumed: HashSet<(String, i32)> = HashSet::new();
         let mut pending = FuturesOrdered::new();
         std::fs::create_dir_all(&self.data_dir).map_err(LogError::Io)?;
-        let mut store = DedupStore::open(&self.data_dir.join(dedup::DB_FILE))
-            .map_err(|e| StageError::Setup(format!("opening the dedup window's local copy: {e}")))?;
+        let mut store = DedupStore::open(&self.data_dir.join(dedup::DB_FILE)).map_err(|e| {
+            StageError::Setup(format!("opening the dedup window's local copy: {e}"))
+        })?;
         // The copy holds only what this session restores from the changelog
         // and writes there itself.
-        store
-            .clear()
-            .map_err(|e| StageError::Setup(format!("emptying the dedup window's local copy: {e}")))?;
+        store.clear().map_err(|e| {
+            StageError::Setup(format!("emptying the dedup window's local copy: {e}"))
+        })?;
         // Partitions whose dedup window is restored since their assignment.
         let mut restored: HashSet<i32> = HashSet::new();
         let mut dedup = Dedup {
@@ -331,7 +332,9 @@ impl Dedup {
         let before = crate::stage::now_ms() - self.window.as_millis() as i64;
         self.store
             .remember(&self.delivered, Some(before))
-            .map_err(|e| StageError::Setup(format!("writing the dedup window's local copy: {e}")))?;
+            .map_err(|e| {
+                StageError::Setup(format!("writing the dedup window's local copy: {e}"))
+            })?;
         for s in self.delivered.drain(..) {
             if self.in_flight.get(&s.key) == Some(&s.source) {
                 self.in_flight.remove(&s.key);
