@@ -85,38 +85,14 @@ impl KafkaStage {
                     if resumed.insert((m.topic().to_owned(), partition)) {
                         tracing::info!(topic = m.topic(), partition, offset = m.offset(), "input partition resumed");
                     }
-                    // Before any input of a newly assigned partition: what its
-                    // outputs hold, and its dedup window, read side by side.
                     let recover_outputs = layout.co_partitioned && !parts.contains_key(&partition);
                     let restore_window = !restored.contains(&partition);
                     if recover_outputs || restore_window {
-                        let since = crate::stage::now_ms() - self.cfg.dedup_window.as_millis() as i64;
-                        let store = &mut dedup.store;
-                        let (state, window) = tokio::task::block_in_place(|| {
-                            std::thread::scope(|s| {
-                                let state = recover_outputs.then(|| {
-                                    s.spawn(|| recover(&|| self.tail_reader(), &outputs, partition))
-                                });
-                                let window = restore_window.then(|| {
-                                    self.tail_reader().and_then(|r| {
-                                        changelog::restore(&r, &self.changelog, partition, store, since)
-                                    })
-                                });
-                                let state = state.map(|h| {
-                                    h.join().unwrap_or_else(|_| {
-                                        Err(StageError::Setup(format!("recovery of partition {partition} failed (a reader panicked)")))
-                                    })
-                                });
-                                (state, window)
-                            })
-                        });
+                        let state = self.take_up(partition, recover_outputs, restore_window, &outputs, &mut dedup.store)?;
                         if let Some(state) = state {
-                            parts.insert(partition, state?);
+                            parts.insert(partition, state);
                         }
-                        if let Some(window) = window {
-                            window?;
-                            restored.insert(partition);
-                        }
+                        restored.insert(partition);
                     }
                     let Sent { deliveries, entry, seen, outcome, received_at } = self
                         .handle(&producer, &m, parts.get_mut(&partition), layout, &mut dedup)
@@ -160,6 +136,41 @@ impl KafkaStage {
         // records whose outputs are delivered. Never commit the consumer's
         // position, which can run ahead of them.
         Ok(())
+    }
+
+    /// Before any input of a newly assigned partition: what its outputs
+    /// already hold (if `recover_outputs`) and its dedup window from the
+    /// changelog (if `restore_window`), read side by side.
+    fn take_up(
+        &self,
+        partition: i32,
+        recover_outputs: bool,
+        restore_window: bool,
+        outputs: &[String],
+        store: &mut DedupStore,
+    ) -> Result<Option<PartitionState>, StageError> {
+        let since = crate::stage::now_ms() - self.cfg.dedup_window.as_millis() as i64;
+        let (state, window) = tokio::task::block_in_place(|| {
+            std::thread::scope(|s| {
+                let state = recover_outputs
+                    .then(|| s.spawn(|| recover(&|| self.tail_reader(), outputs, partition)));
+                let window = restore_window.then(|| {
+                    self.tail_reader().and_then(|r| {
+                        changelog::restore(&r, &self.changelog, partition, store, since)
+                    })
+                });
+                let state = state.map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(StageError::Setup(format!(
+                            "recovery of partition {partition} failed (a reader panicked)"
+                        )))
+                    })
+                });
+                (state, window)
+            })
+        });
+        window.transpose()?;
+        state.transpose()
     }
 
     /// Maps one input record and sends the outputs not already written.
