@@ -80,8 +80,15 @@ impl FhirTopics {
     }
 }
 
+/// The Kafka stage's sender-dedup changelog: one per consumer group (the
+/// state belongs to the group, as a Kafka Streams store's changelog belongs
+/// to its `application.id`), co-partitioned with the raw topics.
+pub fn dedup_changelog(group: &str) -> String {
+    format!("{group}-dedup-changelog")
+}
+
 /// Every topic of a bridge config: the raw ones, then the FHIR ones. What
-/// `topics create` makes.
+/// `topics create` makes, besides the [`dedup_changelog`].
 pub fn all(cfg: &crate::config::Config) -> Vec<String> {
     let mut names = raw_topics(&cfg.topic_prefix, &cfg.accept_types);
     names.extend(
@@ -111,6 +118,14 @@ mod tests {
             ]
         );
         assert_eq!(stage_inputs("x."), ["x.adt", "x.oru", "x.orm"]);
+    }
+
+    #[test]
+    fn the_dedup_changelog_is_named_for_the_group() {
+        assert_eq!(
+            dedup_changelog("hl7bridge-transform"),
+            "hl7bridge-transform-dedup-changelog"
+        );
     }
 
     #[test]

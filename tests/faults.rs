@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::process::{bin, Bridge};
+use common::rng::Rng;
 use common::stage::{expected_output_count, inputs, output_id, outputs, wait_for_stage, OutputId};
 use common::tansu::Tansu;
 use common::*;
@@ -38,37 +39,6 @@ const ACK_WAIT: Duration = Duration::from_secs(15);
 /// Generous deadlines for progress, never timing assertions.
 const PROGRESS: Duration = Duration::from_secs(90);
 const GROUP: &str = "hl7bridge-transform";
-
-/// splitmix64: small, seeded, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn seeded(test: &str) -> Self {
-        let seed = std::env::var("HL7BRIDGE_FAULT_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            });
-        eprintln!("{test}: seed {seed} (HL7BRIDGE_FAULT_SEED={seed} repeats it)");
-        Self(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// One attempt to deliver one message, and how it ended.
 #[derive(Debug, Clone)]

@@ -6,9 +6,10 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::member::*;
 use common::process::{bin, Bridge};
 use common::stage::*;
 use common::tansu::Tansu;
@@ -18,70 +19,6 @@ use hl7bridge::record::StoredRecord;
 use hl7bridge::registry::{RemoteRegistry, SchemaRegistry};
 use hl7bridge::stage::decoder::FhirDecoder;
 use hl7bridge::transform::{Mapped, Mapper};
-
-const WAIT: Duration = Duration::from_secs(120);
-
-/// A running `transform` and the file its log goes to.
-struct Member {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Member {
-    /// Waits until this member has been given partitions, so a kill cannot
-    /// land inside its group join (Tansu 0.6 was seen never expiring a member
-    /// killed there, leaving its partitions unconsumed).
-    fn wait_assigned(&self) {
-        let start = Instant::now();
-        while !std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .contains("partitions assigned")
-        {
-            assert!(
-                start.elapsed() < WAIT,
-                "no partitions assigned to {:?}",
-                self.log
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-fn transform(brokers: &str, registry: &str, dir: &std::path::Path) -> Member {
-    let log = std::env::temp_dir().join(format!(
-        "hl7bridge-transform-{}-{}.log",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    let file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(bin())
-        .args([
-            "transform",
-            "--kafka-brokers",
-            brokers,
-            "--schema-registry-url",
-            registry,
-        ])
-        .args(["--metrics-listen", ""])
-        // A killed member is noticed after this, not librdkafka's default 45 s.
-        .args([
-            "-X",
-            "session.timeout.ms=6000",
-            "-X",
-            "heartbeat.interval.ms=500",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        // Kept for post-mortems: $TMPDIR/hl7bridge-transform-<test pid>-<nanos>.log
-        .stderr(file)
-        .spawn()
-        .unwrap();
-    Member { child, log }
-}
 
 fn all_outputs(cfg: &KafkaConfig) -> Vec<StoredRecord> {
     output_topics()
@@ -110,22 +47,6 @@ fn wait_for_outputs(cfg: &KafkaConfig, n: usize) -> usize {
     }
 }
 
-/// SIGTERM: the member finishes what is in flight and leaves the group.
-fn terminate(mut m: Member) {
-    Command::new("kill")
-        .args(["-TERM", &m.child.id().to_string()])
-        .status()
-        .unwrap();
-    let start = Instant::now();
-    while m.child.try_wait().unwrap().is_none() {
-        if start.elapsed() > WAIT {
-            let _ = m.child.kill();
-            panic!("transform did not stop on SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Raw and FHIR topics (6 partitions each) and a `serve` on the broker,
 /// with its registry endpoint: (settings, bridge, registry URL, its data dir).
 async fn serve_on(broker: &Tansu) -> (KafkaConfig, Bridge, String, tempfile::TempDir) {
@@ -140,9 +61,26 @@ async fn serve_on(broker: &Tansu) -> (KafkaConfig, Bridge, String, tempfile::Tem
     (cfg, bridge, registry, dir)
 }
 
-fn kill(mut m: Member) {
-    m.child.kill().unwrap();
-    m.child.wait().unwrap();
+/// Like [`serve_on`] with `n` partitions per topic: a member recovers each
+/// assigned partition (its output tails, its dedup window) one by one, so
+/// fewer partitions keep takeovers short.
+async fn serve_on_partitions(
+    broker: &Tansu,
+    n: u32,
+) -> (KafkaConfig, Bridge, String, tempfile::TempDir) {
+    let cfg = KafkaConfig {
+        brokers: broker.brokers(),
+        ..Default::default()
+    };
+    let mut topics: Vec<String> = common::RAW_TOPICS.iter().map(|s| s.to_string()).collect();
+    topics.extend(output_topics());
+    hl7bridge::log::kafka::create_topics(&cfg, &topics, n, 1)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (bridge, registry) =
+        Bridge::serve_with_registry(dir.path(), &["--kafka-brokers", &broker.brokers()]);
+    (cfg, bridge, registry, dir)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -177,15 +115,14 @@ async fn transform_on_kafka_is_exactly_once_through_sigkills_and_a_rebalance() {
     let brokers = broker.brokers();
     let mut log = Vec::new();
     tokio::task::block_in_place(|| {
-        // Two SIGKILLs of a lone member, at about 1/5 and 2/5 of the outputs.
-        for k in 1..=2 {
+        // Two SIGKILLs of a lone member, each once it has taken up two of
+        // the partitions with work left (of 6): mid-stream.
+        for _ in 1..=2 {
             let t = transform(&brokers, &registry, work.path());
             t.wait_assigned();
-            // Mid-stream: past k/5 of the outputs, and this member has written some.
-            let before = all_outputs(&cfg).len();
-            let got = wait_for_outputs(&cfg, (want * k / 5).max(before + 1));
+            t.wait_restored(2);
             kill(t);
-            log.push(("killed alone", got));
+            log.push(("killed alone", all_outputs(&cfg).len()));
         }
         // A second member joins mid-stream (the first revokes, flushes, and
         // both recover from the output tails); then the first leaves (SIGTERM)
@@ -194,7 +131,8 @@ async fn transform_on_kafka_is_exactly_once_through_sigkills_and_a_rebalance() {
         // Tansu 0.6 was seen not to enforce: its partitions stayed assigned.)
         let a = transform(&brokers, &registry, work.path());
         a.wait_assigned();
-        let got = wait_for_outputs(&cfg, (want * 3 / 5).max(all_outputs(&cfg).len() + 1));
+        a.wait_restored(1);
+        let got = all_outputs(&cfg).len();
         let b = transform(&brokers, &registry, work.path());
         b.wait_assigned();
         log.push(("second member joined", got));
@@ -361,6 +299,117 @@ async fn transform_refuses_outputs_with_other_partition_counts_unless_at_least_o
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("fhir.encounter has 3") && err.contains("--at-least-once"),
+        "{err}"
+    );
+}
+
+/// Issue 14: the dedup window is the group's, not a member's disk. Member A
+/// (its own data directory) emits a batch and leaves; the sender then resends
+/// the batch as it was (lost ACKs). Member B, with another, empty data
+/// directory, takes every partition over and must not emit them again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resend_first_seen_on_the_old_owner_is_not_emitted_by_the_new_one() {
+    let Some(broker) = Tansu::memory() else {
+        return;
+    };
+    let (cfg, bridge, registry, _serve_dir) = serve_on_partitions(&broker, 2).await;
+    let batch: Vec<Vec<u8>> = (0..40)
+        .map(|i| {
+            if i % 2 == 0 {
+                adt(&format!("T-{i}"), &format!("P{}", i % 13))
+            } else {
+                oru(&format!("T-{i}"), &format!("P{}", i % 13), 1 + i % 3)
+            }
+        })
+        .collect();
+    let mut c = Client::connect(bridge.addr).await;
+    for m in &batch {
+        assert_eq!(c.roundtrip(m).await.code(), "AA");
+    }
+    let want: usize = batch.iter().map(|m| expected_output_count(m)).sum();
+
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let brokers = broker.brokers();
+    tokio::task::block_in_place(|| {
+        let a = transform(&brokers, &registry, dir_a.path());
+        assert_eq!(
+            wait_for_outputs(&cfg, want),
+            want,
+            "member A emits the batch"
+        );
+        wait_committed_to_end(&cfg, &all_inputs(&cfg));
+        terminate(a);
+    });
+
+    // The ACKs were lost: the sender resends every message, same bytes.
+    for m in &batch {
+        assert_eq!(c.roundtrip(m).await.code(), "AA");
+    }
+    let inputs = tokio::task::block_in_place(|| all_inputs(&cfg));
+    assert_eq!(inputs.len(), 2 * batch.len(), "both copies are stored");
+
+    tokio::task::block_in_place(|| {
+        let b = transform(&brokers, &registry, dir_b.path());
+        b.wait_assigned();
+        // B has read every resend once its offsets reach the ends.
+        wait_committed_to_end(&cfg, &inputs);
+        terminate(b);
+    });
+    let outputs = tokio::task::block_in_place(|| all_outputs(&cfg));
+    // The first copy of each message: the lower offset of the two.
+    let mut first: HashMap<&[u8], SourceId> = HashMap::new();
+    for r in &inputs {
+        let f = first.entry(&r.value[..]).or_insert_with(|| source_id(r));
+        if r.offset < f.2 {
+            *f = source_id(r);
+        }
+    }
+    let first_offsets: HashSet<SourceId> = first.into_values().collect();
+    let resent: Vec<OutputId> = outputs
+        .iter()
+        .map(output_id)
+        .filter(|(_, t, p, o, _)| !first_offsets.contains(&(t.clone(), *p, *o)))
+        .collect();
+    assert!(resent.is_empty(), "outputs of resends: {resent:?}");
+    assert_eq!(outputs.len(), want, "each message's outputs, once");
+    drop(bridge);
+}
+
+/// Partition p of the dedup changelog holds input partition p's window, so
+/// the stage refuses a changelog with another partition count, even
+/// at-least-once.
+#[tokio::test(flavor = "multi_thread")]
+async fn transform_refuses_a_dedup_changelog_with_another_partition_count() {
+    let Some(broker) = Tansu::memory() else {
+        return;
+    };
+    let cfg = kafka_config(&broker.brokers()).await;
+    let changelog = hl7bridge::topics::dedup_changelog("hl7bridge-transform");
+    hl7bridge::log::kafka::create_topics(&cfg, std::slice::from_ref(&changelog), 2, 1)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::task::block_in_place(|| {
+        Command::new(bin())
+            .args([
+                "transform",
+                "--at-least-once",
+                "--kafka-brokers",
+                &broker.brokers(),
+                "--registry-listen",
+                "",
+            ])
+            .args(["--metrics-listen", ""])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    });
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{changelog} has 2 partitions"))
+            && err.contains("input topics have 6"),
         "{err}"
     );
 }

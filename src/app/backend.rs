@@ -151,8 +151,8 @@ pub fn describe_store(cfg: &Config) -> String {
     }
 }
 
-/// Creates every raw and FHIR topic with one partition count, as the stage's
-/// co-partitioning needs. Only Kafka has topics to create ahead of time.
+/// Creates every raw and FHIR topic, and the stage's dedup changelog, with
+/// one partition count, as the stage's co-partitioning needs. Only Kafka has topics to create ahead of time.
 pub async fn create_topics(
     cfg: &Config,
     partitions: u32,
@@ -163,7 +163,23 @@ pub async fn create_topics(
         "topics create needs --kafka-brokers (the embedded store creates topics itself)"
     );
     let names = crate::topics::all(cfg);
-    Ok(kafka::create_topics(&cfg.kafka, &names, partitions, replication_factor).await?)
+    let mut done = kafka::create_topics(&cfg.kafka, &names, partitions, replication_factor).await?;
+    // The stage's dedup window, compacted; its partition count must be the
+    // raw topics' (the stage checks it at start).
+    let settings = crate::stage::kafka::changelog::topic_settings(cfg.transform.dedup_window);
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let changelog = crate::topics::dedup_changelog(&cfg.transform.group);
+    done.extend(
+        kafka::create_topics_with(
+            &cfg.kafka,
+            std::slice::from_ref(&changelog),
+            partitions,
+            replication_factor,
+            &settings,
+        )
+        .await?,
+    );
+    Ok(done)
 }
 
 fn embedded_stage(stage: Arc<Stage>, cfg: &Config, log: Arc<EmbeddedLog>) -> EmbeddedStage {

@@ -16,9 +16,10 @@ pub struct TopicsArgs {
 
 #[derive(Debug, Subcommand)]
 enum Action {
-    /// Create the raw and FHIR topics on Kafka, all with the same partition
-    /// count (co-partitioned, as the stage's exactly-once needs). Idempotent:
-    /// existing topics are kept.
+    /// Create the raw and FHIR topics on Kafka, and the stage's compacted
+    /// dedup changelog (`<group>-dedup-changelog`), all with the same
+    /// partition count (co-partitioned, as the stage's exactly-once needs).
+    /// Idempotent: existing topics are kept.
     Create {
         #[command(flatten)]
         store: StoreArgs,

@@ -356,10 +356,27 @@ pub async fn create_topics(
     partitions: u32,
     replication: i32,
 ) -> Result<Vec<(String, &'static str)>, LogError> {
+    create_topics_with(cfg, names, partitions, replication, &[]).await
+}
+
+/// [`create_topics`] with topic settings (`cleanup.policy`, `retention.ms`...)
+/// for every new topic.
+pub async fn create_topics_with(
+    cfg: &KafkaConfig,
+    names: &[String],
+    partitions: u32,
+    replication: i32,
+    settings: &[(&str, &str)],
+) -> Result<Vec<(String, &'static str)>, LogError> {
     let admin: AdminClient<DefaultClientContext> = cfg.base().create().map_err(kafka_err)?;
     let topics: Vec<NewTopic> = names
         .iter()
-        .map(|n| NewTopic::new(n, partitions as i32, TopicReplication::Fixed(replication)))
+        .map(|n| {
+            settings.iter().fold(
+                NewTopic::new(n, partitions as i32, TopicReplication::Fixed(replication)),
+                |t, (k, v)| t.set(k, v),
+            )
+        })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin
@@ -388,7 +405,21 @@ pub(crate) const ISOLATION: &str = "read_uncommitted";
 /// A consumer that never commits (a throwaway group id, no offset storage)
 /// and reports the end of each partition.
 pub(crate) fn reader(cfg: &KafkaConfig, purpose: &str) -> Result<BaseConsumer, LogError> {
+    reader_with(cfg, purpose, &[])
+}
+
+/// [`reader`] with extra consumer settings (a `-X` property still wins).
+pub(crate) fn reader_with(
+    cfg: &KafkaConfig,
+    purpose: &str,
+    settings: &[(&str, &str)],
+) -> Result<BaseConsumer, LogError> {
     let mut c = cfg.base();
+    for (k, v) in settings {
+        if !cfg.properties.contains_key(*k) {
+            c.set(*k, *v);
+        }
+    }
     c.set(
         "group.id",
         format!("hl7bridge-{purpose}-{}", std::process::id()),

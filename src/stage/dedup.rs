@@ -39,7 +39,7 @@ pub struct Seen {
 }
 
 /// The window's table, the same on both backends: in the embedded store
-/// beside the records, and in `<data-dir>/dedup.db` for the Kafka stage.
+/// beside the records, and in the Kafka stage's local working copy.
 pub const SCHEMA: &str = "
 -- The sender-duplicate window: (facility, MSH-10, SHA-256 of the bytes) and
 -- the input record that first carried it.
@@ -96,14 +96,12 @@ pub fn remember(
     Ok(())
 }
 
-/// The dedup window of the Kafka stage, in `<data-dir>/dedup.db`.
-///
-/// An entry is written only after the outputs of its record are delivered,
-/// and names that record, so a replay after a crash recognises the record
-/// itself (not a duplicate) and its later resends (duplicates). Processes
-/// sharing a data directory share the window; a partition moved to a process
-/// with another directory starts without the old owner's entries, so a resend
-/// of a message first seen there is emitted again, with the same resource ids.
+/// The Kafka stage's local working copy of its dedup window, in
+/// `<data-dir>/dedup.db`: a disk-backed map that keeps memory bounded for a
+/// long window. The window itself lives in the dedup changelog topic
+/// (`stage::kafka::changelog`); the copy is emptied when a session starts and
+/// refilled from the changelog on every partition assignment, so losing the
+/// file, or a member with another data directory, changes no decision.
 pub struct DedupStore {
     conn: Connection,
 }
@@ -120,6 +118,11 @@ impl DedupStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
         Ok(Self { conn })
+    }
+
+    /// Forgets every entry (a new session restores what it owns from Kafka).
+    pub fn clear(&mut self) -> Result<(), rusqlite::Error> {
+        self.conn.execute("DELETE FROM dedup", []).map(|_| ())
     }
 
     pub fn first_seen(
@@ -190,11 +193,15 @@ mod tests {
             source: "t/0/5".into(),
             seen_ms: 1_000,
         };
+        let seen_again = seen.clone();
         s.remember(&[seen], None).unwrap();
         assert_eq!(s.first_seen(&k, 0).unwrap().as_deref(), Some("t/0/5"));
         assert_eq!(s.first_seen(&k, 1_001).unwrap(), None, "outside the window");
         s.remember(&[], Some(1_500)).unwrap();
         assert_eq!(s.first_seen(&k, 0).unwrap(), None, "pruned");
+        s.remember(&[seen_again], None).unwrap();
+        s.clear().unwrap();
+        assert_eq!(s.first_seen(&k, 0).unwrap(), None, "cleared");
     }
 
     #[test]

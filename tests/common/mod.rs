@@ -262,6 +262,7 @@ pub fn adt(control_id: &str, mrn: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+pub mod member;
 pub mod process;
 pub mod tansu;
 
@@ -276,6 +277,7 @@ pub fn read_kafka_topic(cfg: &KafkaConfig, topic: &str) -> Vec<StoredRecord> {
     out
 }
 pub mod proxy;
+pub mod rng;
 
 /// An ORU^R01 with `obx` numeric results, a visit, and a given control ID and patient.
 pub fn oru(control_id: &str, mrn: &str, obx: usize) -> Vec<u8> {

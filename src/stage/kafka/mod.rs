@@ -25,10 +25,16 @@
 //! - On revocation the producer is flushed before the partitions go, so the
 //!   next owner reads complete tails.
 //!
+//! - The sender-dedup window lives in a changelog topic co-partitioned with
+//!   the inputs, restored on assignment ([`changelog`]); a member keeps no
+//!   correctness state on its own disk.
+//!
 //! - [`setup`]: topics, co-partitioning, the producer and consumers;
 //! - [`session`]: the consume-map-produce loop and the dedup window;
-//! - [`recovery`]: what each output partition already holds.
+//! - [`recovery`]: what each output partition already holds;
+//! - [`changelog`]: the dedup window's topic and its restore.
 
+pub mod changelog;
 mod recovery;
 mod session;
 mod setup;
@@ -47,7 +53,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use super::dedup::{self, DedupKey, DedupStore};
+use super::dedup::{self, DedupKey, DedupStore, Seen};
 use super::{Outcome, Source, Stage, StageConfig, StageError};
 use crate::config::Config;
 use crate::headers as h;
@@ -72,6 +78,8 @@ pub struct KafkaStage {
     partitions: u32,
     replication: i32,
     data_dir: std::path::PathBuf,
+    /// The dedup window's changelog topic.
+    changelog: String,
 }
 
 /// Partition counts, as found (and completed) at start.
@@ -90,6 +98,7 @@ impl KafkaStage {
             partitions: cfg.partitions,
             replication: cfg.kafka.replication_factor(),
             data_dir: cfg.data_dir.clone(),
+            changelog: crate::topics::dedup_changelog(&cfg.transform.group),
         }
     }
 

@@ -106,69 +106,93 @@ impl PartitionState {
     }
 }
 
-/// Reads the last record of partition `p` of each output topic.
+/// Reads the last record of partition `p` of each output topic, one reader
+/// per topic, all at once: the member does not serve its group while it
+/// recovers, and Tansu 0.6 does not wait for a busy member before handing
+/// its partitions to another (see `KafkaStage::session`).
+pub(super) fn recover(
+    reader: &(dyn Fn() -> Result<BaseConsumer, StageError> + Sync),
+    outputs: &[String],
+    p: i32,
+) -> Result<PartitionState, StageError> {
+    let found: Vec<Result<OutputState, StageError>> = std::thread::scope(|s| {
+        let readers: Vec<_> = outputs
+            .iter()
+            .map(|o| s.spawn(move || recover_one(&reader()?, o, p)))
+            .collect();
+        readers
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(StageError::Setup(format!(
+                        "recovery of partition {p} failed (a reader panicked)"
+                    )))
+                })
+            })
+            .collect()
+    });
+    let mut state = PartitionState::default();
+    for (o, out) in outputs.iter().zip(found) {
+        state.outputs.insert(o.clone(), out?);
+    }
+    Ok(state)
+}
+
+/// What partition `p` of output topic `o` already holds, from its last record.
 ///
 /// It reads from the high watermark - 1 up to the end of the partition as
 /// the fetch reports it, keeping the last record seen, rather than trusting
 /// the watermark alone: Tansu 0.6 answers ListOffsets(latest) with the last
 /// *batch's* base offset + 1.
-pub(super) fn recover(
-    reader: &BaseConsumer,
-    outputs: &[String],
-    p: i32,
-) -> Result<PartitionState, StageError> {
-    let mut state = PartitionState::default();
-    for o in outputs {
-        let (_lo, hi) = reader
-            .fetch_watermarks(o, p, METADATA_TIMEOUT)
-            .map_err(kafka_err)?;
-        let start = if hi > 0 {
-            Offset::Offset(hi - 1)
-        } else {
-            Offset::Beginning
-        };
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(o, p, start).map_err(kafka_err)?;
-        reader.assign(&tpl).map_err(kafka_err)?;
-        let deadline = std::time::Instant::now() + METADATA_TIMEOUT * 3;
-        let mut last = None;
-        // End-of-partition comes from the fetch's high watermark, which Tansu
-        // may also understate; so after it, keep reading until a quiet spell.
-        let mut eof_at: Option<std::time::Instant> = None;
-        loop {
-            if std::time::Instant::now() > deadline {
-                return Err(StageError::Setup(format!(
-                    "could not read {o} partition {p} to its end for recovery"
-                )));
+fn recover_one(reader: &BaseConsumer, o: &str, p: i32) -> Result<OutputState, StageError> {
+    let (_lo, hi) = reader
+        .fetch_watermarks(o, p, METADATA_TIMEOUT)
+        .map_err(kafka_err)?;
+    let start = if hi > 0 {
+        Offset::Offset(hi - 1)
+    } else {
+        Offset::Beginning
+    };
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(o, p, start).map_err(kafka_err)?;
+    reader.assign(&tpl).map_err(kafka_err)?;
+    let deadline = std::time::Instant::now() + METADATA_TIMEOUT * 3;
+    let mut last = None;
+    // End-of-partition comes from the fetch's high watermark, which Tansu
+    // may also understate; so after it, keep reading until a quiet spell.
+    let mut eof_at: Option<std::time::Instant> = None;
+    loop {
+        if std::time::Instant::now() > deadline {
+            return Err(StageError::Setup(format!(
+                "could not read {o} partition {p} to its end for recovery"
+            )));
+        }
+        if eof_at.is_some_and(|t| t.elapsed() >= TAIL_QUIET) {
+            break;
+        }
+        match reader.poll(Duration::from_millis(50)) {
+            None => continue,
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
+                eof_at.get_or_insert_with(std::time::Instant::now);
             }
-            if eof_at.is_some_and(|t| t.elapsed() >= TAIL_QUIET) {
-                break;
-            }
-            match reader.poll(Duration::from_millis(50)) {
-                None => continue,
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
-                    eof_at.get_or_insert_with(std::time::Instant::now);
-                }
-                Some(Err(e)) => return Err(kafka_err(e)),
-                Some(Ok(m)) => {
-                    last = Some(kafka_log::message_headers(&m));
-                    eof_at = None;
-                }
+            Some(Err(e)) => return Err(kafka_err(e)),
+            Some(Ok(m)) => {
+                last = Some(kafka_log::message_headers(&m));
+                eof_at = None;
             }
         }
-        let mut out = OutputState::default();
-        if let Some(headers) = last {
-            out = parse_tail(&headers).ok_or_else(|| {
-                StageError::Setup(format!(
-                    "the last record of {o} partition {p} has no source.* headers; was it written by another producer?"
-                ))
-            })?;
-        }
-        tracing::info!(topic = %o, partition = p, covered = ?out.covered, partial = ?out.partial, "output partition recovered");
-        state.outputs.insert(o.clone(), out);
     }
+    let mut out = OutputState::default();
+    if let Some(headers) = last {
+        out = parse_tail(&headers).ok_or_else(|| {
+            StageError::Setup(format!(
+                "the last record of {o} partition {p} has no source.* headers; was it written by another producer?"
+            ))
+        })?;
+    }
+    tracing::info!(topic = %o, partition = p, covered = ?out.covered, partial = ?out.partial, "output partition recovered");
     reader.unassign().map_err(kafka_err)?;
-    Ok(state)
+    Ok(out)
 }
 
 pub(super) fn parse_tail(headers: &[(String, String)]) -> Option<OutputState> {

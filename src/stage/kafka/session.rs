@@ -24,8 +24,16 @@ impl KafkaStage {
         let mut resumed: HashSet<(String, i32)> = HashSet::new();
         let mut pending = FuturesOrdered::new();
         std::fs::create_dir_all(&self.data_dir).map_err(LogError::Io)?;
-        let store = DedupStore::open(&self.data_dir.join(dedup::DB_FILE))
-            .map_err(|e| StageError::Setup(format!("opening the dedup window: {e}")))?;
+        let mut store = DedupStore::open(&self.data_dir.join(dedup::DB_FILE)).map_err(|e| {
+            StageError::Setup(format!("opening the dedup window's local copy: {e}"))
+        })?;
+        // The copy holds only what this session restores from the changelog
+        // and writes there itself.
+        store.clear().map_err(|e| {
+            StageError::Setup(format!("emptying the dedup window's local copy: {e}"))
+        })?;
+        // Partitions whose dedup window is restored since their assignment.
+        let mut restored: HashSet<i32> = HashSet::new();
         let mut dedup = Dedup {
             store,
             window: self.cfg.dedup_window,
@@ -70,28 +78,32 @@ impl KafkaStage {
                     let m = m.map_err(|e| LogError::Kafka(e.to_string()))?;
                     for p in consumer.context().take_revoked() {
                         parts.remove(&p);
+                        restored.remove(&p);
                         resumed.retain(|(_, q)| *q != p);
                     }
                     let partition = m.partition();
                     if resumed.insert((m.topic().to_owned(), partition)) {
                         tracing::info!(topic = m.topic(), partition, offset = m.offset(), "input partition resumed");
                     }
-                    if layout.co_partitioned && !parts.contains_key(&partition) {
-                        // A reader per recovery, dropped after: an idle one keeps
-                        // fetching and reporting end-of-partition as errors.
-                        let state = tokio::task::block_in_place(|| {
-                            recover(&self.tail_reader()?, &outputs, partition)
-                        })?;
-                        parts.insert(partition, state);
+                    let recover_outputs = layout.co_partitioned && !parts.contains_key(&partition);
+                    let restore_window = !restored.contains(&partition);
+                    if recover_outputs || restore_window {
+                        let state = self.take_up(partition, recover_outputs, restore_window, &outputs, &mut dedup.store)?;
+                        if let Some(state) = state {
+                            parts.insert(partition, state);
+                        }
+                        restored.insert(partition);
                     }
-                    let Sent { deliveries, seen, outcome, received_at } = self
+                    let Sent { deliveries, entry, seen, outcome, received_at } = self
                         .handle(&producer, &m, parts.get_mut(&partition), layout, &mut dedup)
                         .await?;
                     let outputs = deliveries.len() as u64;
                     let (topic, offset) = (m.topic().to_owned(), m.offset());
                     pending.push_back(async move {
                         let mut result = Ok(());
-                        for d in deliveries {
+                        // The offset is stored only once the dedup entry is
+                        // delivered too (see `changelog`).
+                        for d in deliveries.into_iter().chain(entry) {
                             match d.await {
                                 Ok(Ok(_)) => {}
                                 Ok(Err((e, _))) => result = Err(e.to_string()),
@@ -126,6 +138,41 @@ impl KafkaStage {
         Ok(())
     }
 
+    /// Before any input of a newly assigned partition: what its outputs
+    /// already hold (if `recover_outputs`) and its dedup window from the
+    /// changelog (if `restore_window`), read side by side.
+    fn take_up(
+        &self,
+        partition: i32,
+        recover_outputs: bool,
+        restore_window: bool,
+        outputs: &[String],
+        store: &mut DedupStore,
+    ) -> Result<Option<PartitionState>, StageError> {
+        let since = crate::stage::now_ms() - self.cfg.dedup_window.as_millis() as i64;
+        let (state, window) = tokio::task::block_in_place(|| {
+            std::thread::scope(|s| {
+                let state = recover_outputs
+                    .then(|| s.spawn(|| recover(&|| self.tail_reader(), outputs, partition)));
+                let window = restore_window.then(|| {
+                    self.tail_reader().and_then(|r| {
+                        changelog::restore(&r, &self.changelog, partition, store, since)
+                    })
+                });
+                let state = state.map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(StageError::Setup(format!(
+                            "recovery of partition {partition} failed (a reader panicked)"
+                        )))
+                    })
+                });
+                (state, window)
+            })
+        });
+        window.transpose()?;
+        state.transpose()
+    }
+
     /// Maps one input record and sends the outputs not already written.
     pub(super) async fn handle(
         &self,
@@ -145,9 +192,13 @@ impl KafkaStage {
             headers: &headers,
             value: m.payload().unwrap_or_default(),
         };
-        let seen = dedup::key(&src).map(|k| (k, src.coordinates()));
+        let seen = dedup::key(&src).map(|key| Seen {
+            key,
+            source: src.coordinates(),
+            seen_ms: crate::stage::now_ms(),
+        });
         let duplicate = match &seen {
-            Some((k, coords)) => dedup.first(k)?.is_some_and(|first| first != *coords),
+            Some(s) => dedup.first(&s.key)?.is_some_and(|first| first != s.source),
             None => false,
         };
         let mut name = "duplicate";
@@ -177,8 +228,11 @@ impl KafkaStage {
             .then(|| src.header(crate::headers::RECEIVED_AT).map(str::to_owned))
             .flatten();
         let seen = seen.filter(|_| !duplicate);
-        if let Some((k, coords)) = &seen {
-            dedup.in_flight.insert(k.clone(), coords.clone());
+        let mut entry = None;
+        if let Some(s) = &seen {
+            dedup.in_flight.insert(s.key.clone(), s.source.clone());
+            let r = changelog::record(&self.changelog, src.partition, s);
+            entry = Some(kafka_log::enqueue(producer, &r).await.map_err(kafka_err)?);
         }
         let mut out = Vec::with_capacity(records.len());
         match state {
@@ -214,6 +268,7 @@ impl KafkaStage {
         }
         Ok(Sent {
             deliveries: out,
+            entry,
             seen,
             outcome: name,
             received_at,
@@ -224,6 +279,8 @@ impl KafkaStage {
 /// What `handle` sent for one input record.
 pub(super) struct Sent {
     pub(super) deliveries: Vec<rdkafka::producer::DeliveryFuture>,
+    /// The record's dedup entry on the changelog.
+    pub(super) entry: Option<rdkafka::producer::DeliveryFuture>,
     pub(super) seen: Option<Seen>,
     pub(super) outcome: &'static str,
     pub(super) received_at: Option<String>,
@@ -241,11 +298,9 @@ pub(super) struct Done {
     pub(super) received_at: Option<String>,
 }
 
-/// A dedup entry: the key and the `topic/partition/offset` that carried it first.
-pub(super) type Seen = (DedupKey, String);
-
-/// The Kafka stage's view of the dedup window: the durable store, plus keys
-/// whose outputs are still in flight (a resend can arrive before they land).
+/// The Kafka stage's view of the dedup window: the local copy of what the
+/// changelog holds, plus keys whose outputs and entry are still in flight (a
+/// resend can arrive before they land).
 pub(super) struct Dedup {
     pub(super) store: DedupStore,
     pub(super) window: Duration,
@@ -265,13 +320,14 @@ impl Dedup {
             .map_err(|e| StageError::Setup(format!("reading the dedup window: {e}")))
     }
 
-    /// The outputs of `seen`'s record are delivered: remember it (in batches).
+    /// The outputs and the entry of `seen`'s record are delivered: remember
+    /// it in the local copy (in batches). It stays in `in_flight` until its
+    /// batch is written, or a resend arriving meanwhile would find it nowhere
+    /// (the failover test caught exactly that: a resend through the other
+    /// bridge, a few milliseconds behind its first copy, was emitted again).
     pub(super) fn delivered(&mut self, seen: Option<Seen>) -> Result<(), StageError> {
-        if let Some((k, coords)) = seen {
-            if self.in_flight.get(&k) == Some(&coords) {
-                self.in_flight.remove(&k);
-            }
-            self.delivered.push((k, coords));
+        if let Some(s) = seen {
+            self.delivered.push(s);
         }
         if self.delivered.len() >= 256 || self.last_flush.elapsed() >= Duration::from_millis(200) {
             self.flush()?;
@@ -284,21 +340,17 @@ impl Dedup {
         if self.delivered.is_empty() {
             return Ok(());
         }
-        let now = crate::stage::now_ms();
-        let before = now - self.window.as_millis() as i64;
-        let entries: Vec<dedup::Seen> = self
-            .delivered
-            .iter()
-            .map(|(key, source)| dedup::Seen {
-                key: key.clone(),
-                source: source.clone(),
-                seen_ms: now,
-            })
-            .collect();
+        let before = crate::stage::now_ms() - self.window.as_millis() as i64;
         self.store
-            .remember(&entries, Some(before))
-            .map_err(|e| StageError::Setup(format!("writing the dedup window: {e}")))?;
-        self.delivered.clear();
+            .remember(&self.delivered, Some(before))
+            .map_err(|e| {
+                StageError::Setup(format!("writing the dedup window's local copy: {e}"))
+            })?;
+        for s in self.delivered.drain(..) {
+            if self.in_flight.get(&s.key) == Some(&s.source) {
+                self.in_flight.remove(&s.key);
+            }
+        }
         Ok(())
     }
 }
@@ -318,4 +370,49 @@ pub(super) fn store_next<C: Consumer<X>, X: ConsumerContext>(
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(next))?;
     consumer.store_offsets(&tpl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dedup(dir: &std::path::Path) -> Dedup {
+        Dedup {
+            store: DedupStore::open(&dir.join(dedup::DB_FILE)).unwrap(),
+            window: Duration::from_secs(3600),
+            in_flight: HashMap::new(),
+            delivered: Vec::new(),
+            last_flush: std::time::Instant::now(),
+        }
+    }
+
+    fn seen() -> Seen {
+        Seen {
+            key: DedupKey {
+                sender: "F".into(),
+                control_id: "1".into(),
+                digest: [7; 32],
+            },
+            source: "hl7v2.adt/0/3".into(),
+            seen_ms: crate::stage::now_ms(),
+        }
+    }
+
+    #[test]
+    fn a_key_is_known_while_in_flight_delivered_but_unwritten_and_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = dedup(dir.path());
+        let s = seen();
+        d.in_flight.insert(s.key.clone(), s.source.clone());
+        assert_eq!(d.first(&s.key).unwrap().as_deref(), Some("hl7v2.adt/0/3"));
+        d.delivered(Some(s.clone())).unwrap();
+        assert_eq!(
+            d.first(&s.key).unwrap().as_deref(),
+            Some("hl7v2.adt/0/3"),
+            "delivered, its batch not yet written"
+        );
+        d.flush().unwrap();
+        assert!(d.in_flight.is_empty());
+        assert_eq!(d.first(&s.key).unwrap().as_deref(), Some("hl7v2.adt/0/3"));
+    }
 }

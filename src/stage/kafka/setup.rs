@@ -39,6 +39,7 @@ impl KafkaStage {
                 tracing::info!(%topic, partitions = n, outcome, "kafka topic checked");
             }
         }
+        self.changelog_layout(count(&self.changelog), n).await?;
         let mut mismatched: Vec<String> = self
             .cfg
             .inputs
@@ -68,6 +69,39 @@ impl KafkaStage {
         Ok(Layout {
             co_partitioned: false,
         })
+    }
+
+    /// The dedup changelog: created (compacted) when missing, and refused
+    /// when its partition count is not the inputs' `n`, whatever the
+    /// delivery mode: partition p restores the window of input partition p.
+    async fn changelog_layout(&self, found: Option<u32>, n: u32) -> Result<(), StageError> {
+        match found {
+            Some(c) if c == n => Ok(()),
+            Some(c) => Err(StageError::Setup(format!(
+                "the dedup changelog {} has {c} partitions but the input topics have {n}; \
+                 it must match them (partition p holds input partition p's dedup window): \
+                 delete it and let `hl7bridge topics create` or the stage create it again, \
+                 or use another --group",
+                self.changelog
+            ))),
+            None => {
+                let settings = changelog::topic_settings(self.cfg.dedup_window);
+                let settings: Vec<(&str, &str)> =
+                    settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                for (topic, outcome) in kafka_log::create_topics_with(
+                    &self.kafka,
+                    std::slice::from_ref(&self.changelog),
+                    n,
+                    self.replication,
+                    &settings,
+                )
+                .await?
+                {
+                    tracing::info!(%topic, partitions = n, outcome, "kafka topic checked");
+                }
+                Ok(())
+            }
+        }
     }
 
     pub(super) fn producer(&self) -> Result<FutureProducer, StageError> {
@@ -116,8 +150,14 @@ impl KafkaStage {
             .map_err(|e| LogError::Kafka(e.to_string()).into())
     }
 
-    /// A reader for output tails: never commits, reports partition ends.
+    /// A reader for output tails and the dedup changelog: never commits,
+    /// reports partition ends. Short fetch waits, as for the consumer: Tansu
+    /// holds each fetch for the full wait, and recovery reads to the end.
     pub(super) fn tail_reader(&self) -> Result<BaseConsumer, StageError> {
-        Ok(kafka_log::reader(&self.kafka, "recovery")?)
+        Ok(kafka_log::reader_with(
+            &self.kafka,
+            "recovery",
+            &[("fetch.wait.max.ms", "10")],
+        )?)
     }
 }
