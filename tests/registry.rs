@@ -113,67 +113,87 @@ fn assert_error((status, body): (u16, Value), expected_status: u16, error_code: 
 
 /// The FHIR schemas grow BACKWARD-compatibly, except once. Under the
 /// registry's default level:
-/// - version 2 (as shipped before numeric decimals, kept in `tests/avro/`)
-///   registers over version 1 (as first shipped), so consumers on version 2
-///   read version 1's records;
-/// - version 3 (`schemas/`) with its decimals written as before (strings, no
-///   `_value` companion) registers over version 2: nothing else changed
-///   incompatibly;
-/// - version 3 itself is refused (409): decimals turned from strings into
-///   doubles. That is the one-time migration (`hl7bridge topics
-///   migrate-schemas`, tests/schema_migration.rs).
+/// - each earlier version (as shipped, kept in `tests/avro/`) registers over
+///   the one before it, so consumers on a later version read earlier records;
+/// - the current version (`schemas/`) with its decimals written as before
+///   (strings, no `_value` companion) registers over the last of them:
+///   nothing else changed incompatibly;
+/// - the current version itself is refused (409) where it has decimals:
+///   they turned from strings into doubles. That is the one-time migration
+///   (`hl7bridge topics migrate-schemas`, tests/schema_migration.rs). A
+///   schema without decimals (DiagnosticReport) registers as it is.
 #[tokio::test]
 async fn the_fhir_schemas_stay_backward_compatible_except_for_numeric_decimals() {
     let r = Registry::in_memory().await;
-    for (subject, v1, v2, v3) in [
+    let cases: [(&str, &[&str], &str, bool); 5] = [
         (
             "fhir.encounter-value",
-            include_str!("avro/fhir.Encounter.v1.avsc"),
-            include_str!("avro/fhir.Encounter.v2.avsc"),
+            &[
+                include_str!("avro/fhir.Encounter.v1.avsc"),
+                include_str!("avro/fhir.Encounter.v2.avsc"),
+            ],
             hl7bridge::avro::ENCOUNTER_AVSC,
+            true,
         ),
         (
             "fhir.observation-value",
-            include_str!("avro/fhir.Observation.v1.avsc"),
-            include_str!("avro/fhir.Observation.v2.avsc"),
+            &[
+                include_str!("avro/fhir.Observation.v1.avsc"),
+                include_str!("avro/fhir.Observation.v2.avsc"),
+            ],
             hl7bridge::avro::OBSERVATION_AVSC,
+            true,
         ),
         (
             "fhir.servicerequest-value",
-            include_str!("avro/fhir.ServiceRequest.v1.avsc"),
+            &[include_str!("avro/fhir.ServiceRequest.v1.avsc")],
             hl7bridge::avro::SERVICE_REQUEST_AVSC,
+            true,
+        ),
+        (
+            "fhir.specimen-value",
+            &[include_str!("avro/fhir.Specimen.v2.avsc")],
+            hl7bridge::avro::SPECIMEN_AVSC,
+            true,
         ),
         (
             "fhir.diagnosticreport-value",
-            include_str!("avro/fhir.DiagnosticReport.v1.avsc"),
+            &[include_str!("avro/fhir.DiagnosticReport.v1.avsc")],
             hl7bridge::avro::DIAGNOSTIC_REPORT_AVSC,
+            false,
         ),
-    ] {
-        assert_ne!(v1, v2, "{subject}: the schema has grown");
-        let first = r.register(subject, v1).await;
-        let second = r.register(subject, v2).await;
-        assert_ne!(first, second, "{subject}");
-
-        let (status, body) = r
-            .post(
-                &format!("/subjects/{subject}/versions"),
-                json!({ "schema": v3 }),
-            )
-            .await;
-        assert_eq!(
-            status, 409,
-            "{subject}: numeric decimals need the migration: {body}"
-        );
-        assert!(
-            body["message"].as_str().unwrap().contains("value"),
-            "{subject}: the refusal names the decimal field: {body}"
-        );
-
-        let third = r.register(subject, &with_text_decimals(v3)).await;
-        assert_ne!(third, second, "{subject}");
+    ];
+    for (subject, history, current, decimals) in cases {
+        let mut ids = Vec::new();
+        for earlier in history {
+            ids.push(r.register(subject, earlier).await);
+        }
+        if decimals {
+            let (status, body) = r
+                .post(
+                    &format!("/subjects/{subject}/versions"),
+                    json!({ "schema": current }),
+                )
+                .await;
+            assert_eq!(
+                status, 409,
+                "{subject}: numeric decimals need the migration: {body}"
+            );
+            assert!(
+                body["message"].as_str().unwrap().contains("value"),
+                "{subject}: the refusal names the decimal field: {body}"
+            );
+            ids.push(r.register(subject, &with_text_decimals(current)).await);
+        } else {
+            assert_ne!(history.last(), Some(&current), "{subject}: the schema has grown");
+            ids.push(r.register(subject, current).await);
+        }
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "{subject}: every version is new");
+        let versions: Vec<usize> = (1..=ids.len()).collect();
         assert_eq!(
             r.get(&format!("/subjects/{subject}/versions")).await,
-            (200, json!([1, 2, 3])),
+            (200, json!(versions)),
             "{subject}"
         );
     }
