@@ -190,6 +190,7 @@ fn embedded_stage(stage: Arc<Stage>, cfg: &Config, log: Arc<EmbeddedLog>) -> Emb
         data_dir: cfg.data_dir.clone(),
         batch: 512,
         poll: Duration::from_millis(20),
+        max_lag: cfg.transform.max_lag,
     }
 }
 

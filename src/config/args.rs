@@ -123,6 +123,9 @@ flag_group! {
         /// Sender duplicates are emitted once within this window, e.g. 7d [default: 7d].
         #[arg(long, env = "HL7BRIDGE_DEDUP_WINDOW", value_parser = humantime::parse_duration)]
         dedup_window: Duration => transform.dedup_window,
+        /// Embedded store: the stage yields to busy ingest while fewer records than this wait; 0 never [default: 50000].
+        #[arg(long, env = "HL7BRIDGE_MAX_LAG")]
+        max_lag: u64 => transform.max_lag,
     }
 }
 

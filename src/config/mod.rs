@@ -138,6 +138,10 @@ pub struct TransformConfig {
     /// port of its own, so it runs beside `serve --no-transform` on one host
     /// with the defaults.
     pub metrics_listen: String,
+    /// Embedded store: while the stage is fewer input records than this
+    /// behind, it yields to a busy ingest (ACKs first); beyond, it runs flat
+    /// out. 0: never yield.
+    pub max_lag: u64,
 }
 
 impl Default for TransformConfig {
@@ -152,6 +156,7 @@ impl Default for TransformConfig {
             registry_listen: "127.0.0.1:2576".into(),
             at_least_once: false,
             metrics_listen: "127.0.0.1:9465".into(),
+            max_lag: 50_000,
         }
     }
 }

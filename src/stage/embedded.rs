@@ -32,6 +32,27 @@ pub struct EmbeddedStage {
     pub batch: usize,
     /// How often to look for new input when idle.
     pub poll: Duration,
+    /// While fewer input records than this wait, and ingest committed
+    /// during the last batch, the stage yields to ingest (see [`yield_to_ingest`]);
+    /// 0 never yields.
+    pub max_lag: u64,
+}
+
+/// The share of the time the stage takes while it yields: one batch's work,
+/// then nine times as long idle.
+const YIELD_SHARE: u32 = 10;
+/// The longest single pause while yielding.
+const MAX_YIELD: Duration = Duration::from_millis(200);
+
+/// The stage's outputs can always be derived again from the durable raw
+/// log, but an ACK waits for ingest. So while ingest is busy (it committed
+/// during the last batch) and the stage is less than `max_lag` records
+/// behind, the stage pauses for nine times as long as its batch took,
+/// leaving ingest ~90 % of a core it shares with it. Beyond `max_lag` it
+/// runs flat out, so the lag stays bounded (`hl7bridge_transform_lag_records`).
+fn yield_to_ingest(batch_took: Duration, ingest_busy: bool, lag: u64, max_lag: u64) -> Option<Duration> {
+    (ingest_busy && max_lag > 0 && lag < max_lag)
+        .then(|| (batch_took * (YIELD_SHARE - 1)).min(MAX_YIELD))
 }
 
 /// One transaction's worth of work, built off the async runtime.
@@ -63,12 +84,16 @@ impl EmbeddedStage {
             .checked_sub(LAG_EVERY)
             .unwrap_or_else(std::time::Instant::now);
         tracing::info!(group = %self.cfg.group, cursor, "transform stage started on the embedded store");
+        let mut lag = 0u64;
         while !shutdown.is_cancelled() {
+            let started = std::time::Instant::now();
+            let ingest_before = self.log.ingest_commits();
             let prune = last_prune.elapsed() >= PRUNE_EVERY;
             if last_lag.elapsed() >= LAG_EVERY {
                 last_lag = std::time::Instant::now();
                 if let Ok(n) = reader.count_after(&self.cfg.inputs, cursor) {
                     ev::TransformLag(n).emit();
+                    lag = n;
                 }
             }
             let (r, built) = {
@@ -129,6 +154,14 @@ impl EmbeddedStage {
                     cursor = last_id;
                     if prune {
                         last_prune = std::time::Instant::now();
+                    }
+                    lag = lag.saturating_sub(batch.inputs as u64);
+                    let busy = self.log.ingest_commits() != ingest_before;
+                    if let Some(pause) = yield_to_ingest(started.elapsed(), busy, lag, self.max_lag) {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => {}
+                            _ = tokio::time::sleep(pause) => {}
+                        }
                     }
                 }
                 Err(e) => {
@@ -235,5 +268,25 @@ pub fn source(r: &StoredRecord) -> Source<'_> {
         key: r.key.as_deref(),
         headers: &r.headers,
         value: &r.value,
+    }
+}
+
+#[cfg(test)]
+mod yield_tests {
+    use super::*;
+
+    #[test]
+    fn the_stage_yields_to_busy_ingest_only_while_its_lag_is_below_the_bound() {
+        let took = Duration::from_millis(4);
+        // Ingest busy, little lag: nine times the batch's time idle (10 % share).
+        assert_eq!(yield_to_ingest(took, true, 100, 50_000), Some(Duration::from_millis(36)));
+        // Ingest idle: no pause, the stage catches up at full speed.
+        assert_eq!(yield_to_ingest(took, false, 100, 50_000), None);
+        // Too far behind: flat out, so the lag stays bounded.
+        assert_eq!(yield_to_ingest(took, true, 50_000, 50_000), None);
+        // Turned off.
+        assert_eq!(yield_to_ingest(took, true, 0, 0), None);
+        // A slow batch never pauses the stage for long.
+        assert_eq!(yield_to_ingest(Duration::from_secs(1), true, 1, 50_000), Some(MAX_YIELD));
     }
 }

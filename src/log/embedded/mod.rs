@@ -76,6 +76,9 @@ pub struct EmbeddedLog {
     /// Signalled after each ingest commit, so an in-process stage picks new
     /// records up at once instead of on its next poll.
     appended: std::sync::Arc<tokio::sync::Notify>,
+    /// Ingest commits so far: how an in-process stage tells that ingest is
+    /// busy, and yields to it.
+    ingest_commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl EmbeddedLog {
@@ -104,6 +107,8 @@ impl EmbeddedLog {
         let max_batch = cfg.max_batch_records.max(1);
         let appended = std::sync::Arc::new(tokio::sync::Notify::new());
         let notify = appended.clone();
+        let ingest_commits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let commits = ingest_commits.clone();
         let writer = std::thread::Builder::new()
             .name("hl7bridge-store".into())
             .spawn(move || {
@@ -128,6 +133,7 @@ impl EmbeddedLog {
                     if !plain.is_empty() {
                         tracing::trace!(appends = plain.len(), records = n, "group commit");
                         state.commit_and_reply(&mut conn, plain);
+                        commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         notify.notify_one();
                     }
                     for a in with_work {
@@ -155,6 +161,7 @@ impl EmbeddedLog {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             appended,
+            ingest_commits,
         })
     }
 
@@ -178,6 +185,12 @@ impl EmbeddedLog {
             rx.await.map_err(|_| LogError::Closed)
         }
         .boxed()
+    }
+
+    /// How many ingest commits (appends without stage work) have run.
+    pub fn ingest_commits(&self) -> u64 {
+        self.ingest_commits
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Resolves after the next commit of appended records (or at once if one
