@@ -41,6 +41,8 @@ pub struct EmbeddedStage {
 /// The share of the time the stage takes while it yields: one batch's work,
 /// then nine times as long idle.
 const YIELD_SHARE: u32 = 10;
+/// Input records per batch while yielding.
+const YIELD_BATCH: usize = 32;
 /// The longest single pause while yielding.
 const MAX_YIELD: Duration = Duration::from_millis(200);
 
@@ -85,6 +87,7 @@ impl EmbeddedStage {
             .unwrap_or_else(std::time::Instant::now);
         tracing::info!(group = %self.cfg.group, cursor, "transform stage started on the embedded store");
         let mut lag = 0u64;
+        let mut yielding = false;
         while !shutdown.is_cancelled() {
             let started = std::time::Instant::now();
             let ingest_before = self.log.ingest_commits();
@@ -99,7 +102,9 @@ impl EmbeddedStage {
             let (r, built) = {
                 let stage = self.stage.clone();
                 let cfg = self.cfg.clone();
-                let batch = self.batch;
+                // While yielding, small batches: each commit holds the one
+                // store writer, and ingest commits queue behind it.
+                let batch = if yielding { YIELD_BATCH.min(self.batch) } else { self.batch };
                 tokio::task::spawn_blocking(move || {
                     let built = build(&reader, &stage, &cfg, cursor, batch, prune);
                     (reader, built)
@@ -157,7 +162,9 @@ impl EmbeddedStage {
                     }
                     lag = lag.saturating_sub(batch.inputs as u64);
                     let busy = self.log.ingest_commits() != ingest_before;
-                    if let Some(pause) = yield_to_ingest(started.elapsed(), busy, lag, self.max_lag) {
+                    let pause = yield_to_ingest(started.elapsed(), busy, lag, self.max_lag);
+                    yielding = pause.is_some();
+                    if let Some(pause) = pause {
                         tokio::select! {
                             _ = shutdown.cancelled() => {}
                             _ = tokio::time::sleep(pause) => {}
