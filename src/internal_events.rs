@@ -260,7 +260,12 @@ impl RetentionSwept<'_> {
             let (fhir, fhir_b) = by_class("fhir");
             let (dlq, dlq_b) = by_class("dlq");
             tracing::info!(
-                raw, raw_bytes = raw_b, fhir, fhir_bytes = fhir_b, dlq, dlq_bytes = dlq_b,
+                raw,
+                raw_bytes = raw_b,
+                fhir,
+                fhir_bytes = fhir_b,
+                dlq,
+                dlq_bytes = dlq_b,
                 took_ms = self.took.as_millis() as u64,
                 "retention deleted records"
             );

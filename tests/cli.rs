@@ -218,7 +218,15 @@ fn serve_with_a_bad_mapping_file_fails_at_start_with_a_clear_error() {
     )
     .unwrap();
     let out = Command::new(bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--registry-listen", "", "--metrics-listen", ""])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--registry-listen",
+            "",
+            "--metrics-listen",
+            "",
+        ])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .arg("--mappings")
@@ -440,14 +448,12 @@ fn librdkafka_repeats_are_held_back_while_the_broker_is_down() {
     let dead = closed.local_addr().unwrap().to_string();
     drop(closed);
     let dir = tempfile::tempdir().unwrap();
-    let child = common::process::serve_command(
-        dir.path(),
-        &["--kafka-brokers", &dead, "--no-transform"],
-    )
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
+    let child =
+        common::process::serve_command(dir.path(), &["--kafka-brokers", &dead, "--no-transform"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
     // librdkafka retries every few hundred ms: some 40 lines in 4 s unheld.
     std::thread::sleep(std::time::Duration::from_secs(4));
     Command::new("kill")
@@ -476,7 +482,10 @@ fn librdkafka_repeats_are_held_back_while_the_broker_is_down() {
         .filter(|l| l.contains("librdkafka:"))
         .map(fold)
         .collect();
-    assert!(!lines.is_empty(), "librdkafka says the broker is down: {err}");
+    assert!(
+        !lines.is_empty(),
+        "librdkafka says the broker is down: {err}"
+    );
     let mut seen = std::collections::HashSet::new();
     for l in &lines {
         assert!(seen.insert(l), "repeated within a minute: {l}\n{err}");
@@ -491,14 +500,25 @@ fn topics_create_says_what_it_waits_for_and_honours_its_timeout() {
     let dead = closed.local_addr().unwrap().to_string();
     drop(closed);
     let out = Command::new(bin())
-        .args(["topics", "create", "--kafka-brokers", &dead, "--timeout", "2s"])
+        .args([
+            "topics",
+            "create",
+            "--kafka-brokers",
+            &dead,
+            "--timeout",
+            "2s",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains(&format!("on kafka at {dead}; waiting up to 2s")), "{err}");
     assert!(
-        err.contains(&format!("no answer from the brokers at {dead} within 2s")) && err.contains("--timeout"),
+        err.contains(&format!("on kafka at {dead}; waiting up to 2s")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("no answer from the brokers at {dead} within 2s"))
+            && err.contains("--timeout"),
         "{err}"
     );
 }

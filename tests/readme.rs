@@ -45,24 +45,41 @@ fn the_readme_walk_through_runs_as_written_and_exits_0() {
 
     let mllp = free_port();
     let script = block.replace("127.0.0.1:2575", &format!("127.0.0.1:{mllp}"));
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])
         .current_dir(&work)
         .env("PATH", path)
         .env("HL7BRIDGE_LISTEN", format!("127.0.0.1:{mllp}"))
-        .env("HL7BRIDGE_REGISTRY_LISTEN", format!("127.0.0.1:{}", free_port()))
-        .env("HL7BRIDGE_METRICS_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "HL7BRIDGE_REGISTRY_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env(
+            "HL7BRIDGE_METRICS_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{script}\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{script}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
     // What each step shows: the listener, one AA, the raw record, three
     // Observations, and an offline Patient.
     assert!(stdout.contains("hl7bridge listening on"), "{stdout}");
     assert!(stdout.contains("\"topic\":\"hl7v2.oru\""), "{stdout}");
-    assert_eq!(stdout.matches("\"resourceType\":\"Observation\"").count() >= 3, true, "{stdout}");
+    assert!(
+        stdout.matches("\"resourceType\":\"Observation\"").count() >= 3,
+        "{stdout}"
+    );
     assert!(stdout.contains("\"resourceType\":\"Patient\""), "{stdout}");
     assert!(work.join("hl7bridge-data").join("hl7bridge.db").exists());
 }

@@ -185,7 +185,11 @@ async fn the_fhir_schemas_stay_backward_compatible_except_for_numeric_decimals()
             );
             ids.push(r.register(subject, &with_text_decimals(current)).await);
         } else {
-            assert_ne!(history.last(), Some(&current), "{subject}: the schema has grown");
+            assert_ne!(
+                history.last(),
+                Some(&current),
+                "{subject}: the schema has grown"
+            );
             ids.push(r.register(subject, current).await);
         }
         let unique: std::collections::HashSet<_> = ids.iter().collect();

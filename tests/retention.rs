@@ -30,7 +30,11 @@ fn stage_outcomes(dir: &Path) -> (i64, i64) {
         )
         .unwrap();
     let all: i64 = c
-        .query_row("SELECT COALESCE(SUM(count), 0) FROM stage_outcomes", [], |r| r.get(0))
+        .query_row(
+            "SELECT COALESCE(SUM(count), 0) FROM stage_outcomes",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     (mapped, all)
 }
@@ -53,7 +57,9 @@ fn class_bytes(dir: &Path, like: &str) -> i64 {
 async fn send(bridge: &Bridge, from: usize, n: usize) {
     let mut c = Client::connect(bridge.addr).await;
     for i in from..from + n {
-        let ack = c.roundtrip(&oru(&format!("RET{i:06}"), &format!("MRN{}", i % 97), 8)).await;
+        let ack = c
+            .roundtrip(&oru(&format!("RET{i:06}"), &format!("MRN{}", i % 97), 8))
+            .await;
         assert_eq!(ack.code(), "AA", "message {i}");
     }
 }
@@ -95,7 +101,10 @@ async fn with_byte_caps_a_long_run_stays_bounded_and_every_acked_message_reaches
     let fhir = class_bytes(&data, "fhir.%");
     println!("retention run: {total} ORU^R01 (8 OBX) sent, {mapped} mapped; raw {raw} B (cap {RAW_CAP}), FHIR {fhir} B (cap {FHIR_CAP})");
     for (i, (db, wal)) in sizes.iter().enumerate() {
-        println!("  after {:>5} messages: db {db:>9} B, wal {wal:>9} B", (i + 1) * PER_ROUND);
+        println!(
+            "  after {:>5} messages: db {db:>9} B, wal {wal:>9} B",
+            (i + 1) * PER_ROUND
+        );
     }
     bridge.terminate(Duration::from_secs(10));
 

@@ -342,7 +342,14 @@ async fn a_power_cut_after_unsynced_stage_commits_loses_only_work_the_stage_redo
     let bridge = Bridge::serve(&data, &["--no-transform"]);
     let transform = |data: &std::path::Path| {
         std::process::Command::new(bin())
-            .args(["transform", "--registry-listen", "", "--metrics-listen", "", "--data-dir"])
+            .args([
+                "transform",
+                "--registry-listen",
+                "",
+                "--metrics-listen",
+                "",
+                "--data-dir",
+            ])
             .arg(data)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -382,7 +389,10 @@ async fn a_power_cut_after_unsynced_stage_commits_loses_only_work_the_stage_redo
         db_at_sync,
         "no checkpoint may run in between, or the image below is not what a power cut leaves"
     );
-    assert!(std::fs::metadata(&wal).unwrap().len() > synced_wal, "B's outputs were written after the fsync");
+    assert!(
+        std::fs::metadata(&wal).unwrap().len() > synced_wal,
+        "B's outputs were written after the fsync"
+    );
 
     // The store as the disk held it: the database file and the WAL up to the
     // last fsync (SQLite reads a WAL up to its last complete commit frame).
@@ -390,7 +400,11 @@ async fn a_power_cut_after_unsynced_stage_commits_loses_only_work_the_stage_redo
     std::fs::create_dir_all(&image).unwrap();
     std::fs::write(image.join(DB_FILE), &db_at_sync).unwrap();
     let wal_bytes = std::fs::read(&wal).unwrap();
-    std::fs::write(image.join(format!("{DB_FILE}-wal")), &wal_bytes[..synced_wal as usize]).unwrap();
+    std::fs::write(
+        image.join(format!("{DB_FILE}-wal")),
+        &wal_bytes[..synced_wal as usize],
+    )
+    .unwrap();
     for f in std::fs::read_dir(&data).unwrap() {
         let f = f.unwrap().path();
         let name = f.file_name().unwrap().to_string_lossy().to_string();
@@ -401,8 +415,16 @@ async fn a_power_cut_after_unsynced_stage_commits_loses_only_work_the_stage_redo
     }
 
     let reader = EmbeddedReader::open(&image).unwrap();
-    assert_eq!(inputs(&reader).len(), 40, "every ACKed message survives the power cut");
-    assert_eq!(outputs(&reader).len(), outputs_of_a, "A's outputs were made durable by B's fsync");
+    assert_eq!(
+        inputs(&reader).len(),
+        40,
+        "every ACKed message survives the power cut"
+    );
+    assert_eq!(
+        outputs(&reader).len(),
+        outputs_of_a,
+        "A's outputs were made durable by B's fsync"
+    );
     assert_eq!(
         hl7bridge::stage::progress::cursor(reader.connection(), GROUP).unwrap(),
         cursor_after_a,
@@ -414,7 +436,10 @@ async fn a_power_cut_after_unsynced_stage_commits_loses_only_work_the_stage_redo
     wait_for_stage(&image, GROUP, WAIT);
     stage.kill().unwrap();
     stage.wait().unwrap();
-    let want: usize = inputs(&reader).iter().map(|r| expected_output_count(&r.value)).sum();
+    let want: usize = inputs(&reader)
+        .iter()
+        .map(|r| expected_output_count(&r.value))
+        .sum();
     let outputs = outputs(&reader);
     let unique: HashSet<OutputId> = outputs.iter().map(output_id).collect();
     assert_eq!(unique.len(), outputs.len(), "no output is duplicated");

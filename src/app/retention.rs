@@ -96,9 +96,8 @@ async fn sweep(log: &EmbeddedLog, policy: &Arc<Policy>, shutdown: &CancellationT
 fn report_size(data_dir: &Path, classes: &Classifier) {
     let class_bytes = match EmbeddedReader::open(data_dir)
         .map_err(|e| e.to_string())
-        .and_then(|r| {
-            retention::class_bytes(r.connection(), classes).map_err(|e| e.to_string())
-        }) {
+        .and_then(|r| retention::class_bytes(r.connection(), classes).map_err(|e| e.to_string()))
+    {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(error = %e, "could not read the store's size");
@@ -135,5 +134,7 @@ pub fn free_bytes(dir: &Path) -> Option<u64> {
     }
     // SAFETY: statvfs returned 0, so it filled `stat`.
     let stat = unsafe { stat.assume_init() };
+    // The field widths differ between platforms (u32 on some 32-bit ones).
+    #[allow(clippy::unnecessary_cast)]
     Some(stat.f_bavail as u64 * stat.f_frsize as u64)
 }

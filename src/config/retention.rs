@@ -21,7 +21,10 @@ impl FromStr for Keep {
         let d = humantime::parse_duration(s)
             .map_err(|_| format!("expected an age like 7d or 12h, or \"forever\", got {s:?}"))?;
         if d.is_zero() {
-            return Err("an age of zero would delete records as they arrive; use \"forever\" to keep them".into());
+            return Err(
+                "an age of zero would delete records as they arrive; use \"forever\" to keep them"
+                    .into(),
+            );
         }
         Ok(Keep(Some(d)))
     }
@@ -46,7 +49,9 @@ impl FromStr for ByteCap {
             return Ok(ByteCap(None));
         }
         match super::parse_bytes(s)? {
-            0 => Err("a cap of zero would delete records as they arrive; use \"none\" for no cap".into()),
+            0 => Err(
+                "a cap of zero would delete records as they arrive; use \"none\" for no cap".into(),
+            ),
             n => Ok(ByteCap(Some(n as u64))),
         }
     }

@@ -52,7 +52,12 @@ const MAX_YIELD: Duration = Duration::from_millis(200);
 /// behind, the stage pauses for nine times as long as its batch took,
 /// leaving ingest ~90 % of a core it shares with it. Beyond `max_lag` it
 /// runs flat out, so the lag stays bounded (`hl7bridge_transform_lag_records`).
-fn yield_to_ingest(batch_took: Duration, ingest_busy: bool, lag: u64, max_lag: u64) -> Option<Duration> {
+fn yield_to_ingest(
+    batch_took: Duration,
+    ingest_busy: bool,
+    lag: u64,
+    max_lag: u64,
+) -> Option<Duration> {
     (ingest_busy && max_lag > 0 && lag < max_lag)
         .then(|| (batch_took * (YIELD_SHARE - 1)).min(MAX_YIELD))
 }
@@ -104,7 +109,11 @@ impl EmbeddedStage {
                 let cfg = self.cfg.clone();
                 // While yielding, small batches: each commit holds the one
                 // store writer, and ingest commits queue behind it.
-                let batch = if yielding { YIELD_BATCH.min(self.batch) } else { self.batch };
+                let batch = if yielding {
+                    YIELD_BATCH.min(self.batch)
+                } else {
+                    self.batch
+                };
                 tokio::task::spawn_blocking(move || {
                     let built = build(&reader, &stage, &cfg, cursor, batch, prune);
                     (reader, built)
@@ -286,7 +295,10 @@ mod yield_tests {
     fn the_stage_yields_to_busy_ingest_only_while_its_lag_is_below_the_bound() {
         let took = Duration::from_millis(4);
         // Ingest busy, little lag: nine times the batch's time idle (10 % share).
-        assert_eq!(yield_to_ingest(took, true, 100, 50_000), Some(Duration::from_millis(36)));
+        assert_eq!(
+            yield_to_ingest(took, true, 100, 50_000),
+            Some(Duration::from_millis(36))
+        );
         // Ingest idle: no pause, the stage catches up at full speed.
         assert_eq!(yield_to_ingest(took, false, 100, 50_000), None);
         // Too far behind: flat out, so the lag stays bounded.
@@ -294,6 +306,9 @@ mod yield_tests {
         // Turned off.
         assert_eq!(yield_to_ingest(took, true, 0, 0), None);
         // A slow batch never pauses the stage for long.
-        assert_eq!(yield_to_ingest(Duration::from_secs(1), true, 1, 50_000), Some(MAX_YIELD));
+        assert_eq!(
+            yield_to_ingest(Duration::from_secs(1), true, 1, 50_000),
+            Some(MAX_YIELD)
+        );
     }
 }

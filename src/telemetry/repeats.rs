@@ -193,7 +193,10 @@ mod tests {
         }
         // Another line is its own.
         assert!(r.admit(Level::WARN, "Metadata request failed", t0));
-        assert!(r.due(t0 + Duration::from_secs(30)).is_empty(), "windows still open");
+        assert!(
+            r.due(t0 + Duration::from_secs(30)).is_empty(),
+            "windows still open"
+        );
         let due = r.due(t0 + WINDOW);
         assert_eq!(due, vec![(Level::ERROR, DOWN.to_owned(), 201)]);
         // The window is over: the next one goes out at once again.

@@ -146,8 +146,9 @@ pub fn class_bytes(
     classes: &Classifier,
 ) -> Result<HashMap<Class, u64>, rusqlite::Error> {
     let mut out: HashMap<Class, u64> = Class::ALL.iter().map(|c| (*c, 0)).collect();
-    let mut stmt =
-        conn.prepare_cached("SELECT topic, COALESCE(SUM(bytes), 0) FROM partition_offsets GROUP BY topic")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT topic, COALESCE(SUM(bytes), 0) FROM partition_offsets GROUP BY topic",
+    )?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     for row in rows {
         let (topic, bytes) = row?;
@@ -341,7 +342,11 @@ mod tests {
 
     fn offsets(dir: &std::path::Path, topic: &str) -> Vec<i64> {
         let r = EmbeddedReader::open(dir).unwrap();
-        r.read(topic, 0, 100_000).unwrap().iter().map(|r| r.offset).collect()
+        r.read(topic, 0, 100_000)
+            .unwrap()
+            .iter()
+            .map(|r| r.offset)
+            .collect()
     }
 
     fn set_stage_cursor(dir: &std::path::Path, last_id: i64) {
@@ -362,7 +367,14 @@ mod tests {
         log.append((0..6).map(|_| rec("hl7v2.oru", 10, b"MSH|x")).collect())
             .await
             .unwrap();
-        let p = policy(Limits { max_age: days(7), max_bytes: None }, Limits::default(), 30);
+        let p = policy(
+            Limits {
+                max_age: days(7),
+                max_bytes: None,
+            },
+            Limits::default(),
+            30,
+        );
 
         // No stage has run: every raw record stays, whatever its age.
         assert_eq!(sweep(&log, &p).await.get(&Class::Raw), None);
@@ -377,7 +389,10 @@ mod tests {
         assert_eq!(topics[0].records, 2, "the topic counts what is retained");
 
         // New records continue the partition's offsets.
-        let p2 = log.append(vec![rec("hl7v2.oru", 0, b"MSH|y")]).await.unwrap();
+        let p2 = log
+            .append(vec![rec("hl7v2.oru", 0, b"MSH|y")])
+            .await
+            .unwrap();
         assert_eq!(p2[0].offset, 6);
     }
 
@@ -393,7 +408,10 @@ mod tests {
         let cap = 4 * 107;
         let p = policy(
             Limits::default(),
-            Limits { max_age: None, max_bytes: Some(cap) },
+            Limits {
+                max_age: None,
+                max_bytes: Some(cap),
+            },
             30,
         );
         let before = class_bytes(log_conn(dir.path()).connection(), &p.classes).unwrap();
@@ -421,7 +439,14 @@ mod tests {
         .await
         .unwrap();
         // FHIR keeps 7 days and the DLQ 30: the 10-day-old dead letter stays.
-        let p = policy(Limits::default(), Limits { max_age: days(7), max_bytes: None }, 30);
+        let p = policy(
+            Limits::default(),
+            Limits {
+                max_age: days(7),
+                max_bytes: None,
+            },
+            30,
+        );
         let deleted = sweep(&log, &p).await;
         assert_eq!(deleted.get(&Class::Dlq), Some(&2));
         assert_eq!(deleted.get(&Class::Fhir), Some(&1));
@@ -438,7 +463,14 @@ mod tests {
         log.append((0..n).map(|_| rec("fhir.encounter", 9, b"e")).collect())
             .await
             .unwrap();
-        let p = policy(Limits::default(), Limits { max_age: days(7), max_bytes: None }, 30);
+        let p = policy(
+            Limits::default(),
+            Limits {
+                max_age: days(7),
+                max_bytes: None,
+            },
+            30,
+        );
         assert_eq!(sweep(&log, &p).await.get(&Class::Fhir), Some(&(n as u64)));
         assert!(offsets(dir.path(), "fhir.encounter").is_empty());
     }
@@ -456,9 +488,20 @@ mod tests {
         ])
         .await
         .unwrap();
-        let p = policy(Limits::default(), Limits { max_age: days(7), max_bytes: None }, 30);
+        let p = policy(
+            Limits::default(),
+            Limits {
+                max_age: days(7),
+                max_bytes: None,
+            },
+            30,
+        );
         sweep(&log, &p).await;
-        assert_eq!(offsets(dir.path(), "fhir.encounter"), vec![1, 2], "no hole at offset 1");
+        assert_eq!(
+            offsets(dir.path(), "fhir.encounter"),
+            vec![1, 2],
+            "no hole at offset 1"
+        );
     }
 
     #[tokio::test]
@@ -474,11 +517,19 @@ mod tests {
             let c = c.connection();
             (
                 c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap(),
-                c.query_row("PRAGMA freelist_count", [], |r| r.get(0)).unwrap(),
+                c.query_row("PRAGMA freelist_count", [], |r| r.get(0))
+                    .unwrap(),
             )
         };
         let (before, _) = pages(dir.path());
-        let p = policy(Limits::default(), Limits { max_age: days(7), max_bytes: None }, 30);
+        let p = policy(
+            Limits::default(),
+            Limits {
+                max_age: days(7),
+                max_bytes: None,
+            },
+            30,
+        );
         assert_eq!(sweep(&log, &p).await.get(&Class::Fhir), Some(&500));
         let (after, free) = pages(dir.path());
         assert_eq!(free, 0, "no free page is left in the file");
@@ -490,11 +541,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap();
-            log.append(vec![rec("fhir.patient", 0, b"0123456789")]).await.unwrap();
+            log.append(vec![rec("fhir.patient", 0, b"0123456789")])
+                .await
+                .unwrap();
         }
         // As an earlier version left it: no counters.
         let c = rusqlite::Connection::open(dir.path().join(crate::log::embedded::DB_FILE)).unwrap();
-        c.execute_batch("UPDATE partition_offsets SET bytes = NULL").unwrap();
+        c.execute_batch("UPDATE partition_offsets SET bytes = NULL")
+            .unwrap();
         drop(c);
         let _log = EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap();
         let classes = Classifier::new("hl7v2.", "fhir.");

@@ -193,7 +193,8 @@ impl WriterState {
                     headers,
                     &r.value[..]
                 ])?;
-                let size = (r.value.len() + headers.len() + r.key.as_ref().map_or(0, |k| k.len())) as i64;
+                let size =
+                    (r.value.len() + headers.len() + r.key.as_ref().map_or(0, |k| k.len())) as i64;
                 match slot {
                     Some(i) => {
                         next[i].1 = offset + 1;
