@@ -44,7 +44,36 @@ pub(super) struct RecordPlan {
 #[derive(Debug, Clone)]
 pub(super) struct FieldPlan {
     name: Box<str>,
+    /// The name's length and first 8 bytes, to tell most other names apart
+    /// without a string comparison: the serde walk compares a member's name
+    /// with every absent field it skips over.
+    tag: (usize, u64),
     node: Node,
+}
+
+impl FieldPlan {
+    fn new(name: &str, node: Node) -> Self {
+        Self {
+            name: name.into(),
+            tag: name_tag(name),
+            node,
+        }
+    }
+
+    /// Whether this is the field named `key`, whose [`name_tag`] is `tag`.
+    #[inline]
+    pub(super) fn is(&self, key: &str, tag: (usize, u64)) -> bool {
+        self.tag == tag && *self.name == *key
+    }
+}
+
+#[inline]
+pub(super) fn name_tag(name: &str) -> (usize, u64) {
+    let mut p = [0u8; 8];
+    for (d, s) in p.iter_mut().zip(name.bytes()) {
+        *d = s;
+    }
+    (name.len(), u64::from_le_bytes(p))
 }
 
 #[derive(Debug, Clone)]
@@ -318,9 +347,8 @@ impl Compiler<'_, '_> {
                 let mut fields: Vec<FieldPlan> = r
                     .fields
                     .iter()
-                    .map(|f: &RecordField| FieldPlan {
-                        name: f.name.as_str().into(),
-                        node: self.node(&f.schema, is_decimal(f)),
+                    .map(|f: &RecordField| {
+                        FieldPlan::new(f.name.as_str(), self.node(&f.schema, is_decimal(f)))
                     })
                     .collect();
                 // Fold each companion into its decimal, which writes it.

@@ -40,8 +40,16 @@ impl<'a> Parts<'a> {
         } else if self.n < KEPT {
             ""
         } else {
-            self.v.split(self.sep).nth(i).unwrap_or("")
+            self.beyond_kept(i)
         }
+    }
+
+    /// A part past the ones kept (rare): out of line, so `get` stays small
+    /// enough to inline at its many call sites.
+    #[cold]
+    #[inline(never)]
+    fn beyond_kept(&self, i: usize) -> &'a str {
+        self.v.split(self.sep).nth(i).unwrap_or("")
     }
 
     /// Every part, in order (at least one: "" splits into [""]).
@@ -205,10 +213,17 @@ fn plain_text<'a>(raw: &'a str, d: &Delimiters) -> Option<Plain<'a>> {
     let mut loose = false;
     let mut prev = 0u8;
     for &b in raw.as_bytes() {
-        if !plain(b) || b == escape {
-            return None;
+        // One test for the usual byte (printable, not a space); the rest below.
+        if b > b' ' && b <= b'~' && b != escape {
+            prev = b;
+            continue;
         }
-        loose |= matches!(b, b'\t' | b'\r' | b'\n') || (b == b' ' && prev == b' ');
+        match b {
+            _ if b == escape => return None,
+            b' ' => loose |= prev == b' ',
+            b'\t' | b'\r' | b'\n' => loose = true,
+            _ => return None,
+        }
         prev = b;
     }
     // Only ASCII whitespace can be at the ends: `str::trim` would remove the same.
