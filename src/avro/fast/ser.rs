@@ -322,7 +322,7 @@ impl serde::ser::SerializeStruct for StructSer<'_, '_> {
                             out: &mut *self.out,
                         });
                     }
-                    Plan::absent(&f.node, self.out)?;
+                    f.write_absent(self.out)?;
                 }
             }
             Kind::Number { decimal, done } => {
@@ -359,7 +359,7 @@ impl serde::ser::SerializeStruct for StructSer<'_, '_> {
                     return Err(Mismatch);
                 }
                 for f in fields.get(next..).unwrap_or(&[]) {
-                    Plan::absent(&f.node, self.out)?;
+                    f.write_absent(self.out)?;
                 }
                 Ok(())
             }
