@@ -457,6 +457,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_field_is_told_apart_from_names_that_share_its_length_or_first_bytes() {
+        let f = |name: &str| FieldPlan::new(name, Node::Null);
+        let is = |f: &FieldPlan, key: &str| f.is(key, name_tag(key));
+        let long = f("multipleBirthBoolean");
+        assert!(is(&long, "multipleBirthBoolean"));
+        assert!(!is(&long, "multipleBirthInteger"), "same length, same first 8 bytes");
+        assert!(!is(&long, "multipleBirth"));
+        let short = f("code");
+        assert!(is(&short, "code"));
+        assert!(!is(&short, "coda"));
+        assert!(!is(&short, "codes"));
+        assert!(!is(&short, ""));
+        assert!(is(&f(""), ""));
+    }
+
+    #[test]
     fn longs_are_zigzag_varints() {
         let enc = |n: i64| {
             let mut v = Vec::new();
