@@ -254,10 +254,7 @@ impl Tables {
         if is_uri(name) {
             return Some(Cow::Borrowed(name));
         }
-        Some(Cow::Owned(format!(
-            "urn:hl7v2:codesystem:{}",
-            uri_safe(name)
-        )))
+        Some(Cow::Owned(prefixed_uri_safe("urn:hl7v2:codesystem:", name)))
     }
 
     /// The system URI of v2 table `table` (e.g. "0078"): [`Self::system_uri`]
@@ -315,7 +312,7 @@ impl Tables {
         if is_uri(ns) {
             return ns.to_owned();
         }
-        format!("urn:hl7v2:authority:{}", uri_safe(ns))
+        prefixed_uri_safe("urn:hl7v2:authority:", ns)
     }
 }
 
@@ -329,8 +326,15 @@ fn is_uri(name: &str) -> bool {
 
 /// Percent-encodes what may not appear in a URI path segment.
 pub fn uri_safe(s: &str) -> String {
+    prefixed_uri_safe("", s)
+}
+
+/// `prefix` then [`uri_safe`]`(s)`, built in one string (ids and systems are
+/// made per message: no `format!` and no intermediate string).
+fn prefixed_uri_safe(prefix: &str, s: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(s.len());
+    let mut out = String::with_capacity(prefix.len() + s.len());
+    out.push_str(prefix);
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             out.push(char::from(b));

@@ -44,7 +44,80 @@ pub(super) struct RecordPlan {
 #[derive(Debug, Clone)]
 pub(super) struct FieldPlan {
     name: Box<str>,
+    /// The name's length and first 8 bytes, to tell most other names apart
+    /// without a string comparison: the serde walk compares a member's name
+    /// with every absent field it skips over.
+    tag: (usize, u64),
+    absent: Absent,
     node: Node,
+}
+
+impl FieldPlan {
+    fn new(name: &str, node: Node) -> Self {
+        Self {
+            name: name.into(),
+            tag: name_tag(name),
+            // Set once the record's companions are folded in (see `Compiler::node`).
+            absent: Absent::Required,
+            node,
+        }
+    }
+
+    /// Whether this is the field named `key`, whose [`name_tag`] is `tag`.
+    #[inline]
+    pub(super) fn is(&self, key: &str, tag: (usize, u64)) -> bool {
+        // A name of up to 8 bytes is all in its tag.
+        self.tag == tag && (tag.0 <= 8 || *self.name == *key)
+    }
+
+    /// Appends what this field is when the resource does not have it
+    /// ([`Plan::absent`], worked out once when the schema was compiled).
+    #[inline]
+    pub(super) fn write_absent(&self, out: &mut Vec<u8>) -> Fit {
+        match &self.absent {
+            Absent::Nothing => {}
+            Absent::Byte(b) => out.push(*b),
+            Absent::Bytes(b) => out.extend_from_slice(b),
+            Absent::Required => return Err(Mismatch),
+        }
+        Ok(())
+    }
+}
+
+/// A field's encoding when the resource does not have it.
+#[derive(Debug, Clone)]
+enum Absent {
+    /// Written as nothing (null, a derived companion).
+    Nothing,
+    /// One byte: a union's null branch, or an empty array.
+    Byte(u8),
+    /// More (a null decimal and its null companion).
+    Bytes(Box<[u8]>),
+    /// The field is required: its absence does not fit the schema.
+    Required,
+}
+
+impl Absent {
+    fn of(node: &Node) -> Self {
+        let mut b = Vec::new();
+        match Plan::absent(node, &mut b) {
+            Err(Mismatch) => Absent::Required,
+            Ok(()) => match b.as_slice() {
+                [] => Absent::Nothing,
+                [one] => Absent::Byte(*one),
+                _ => Absent::Bytes(b.into()),
+            },
+        }
+    }
+}
+
+#[inline]
+pub(super) fn name_tag(name: &str) -> (usize, u64) {
+    let mut p = 0u64;
+    for (i, &b) in name.as_bytes().iter().take(8).enumerate() {
+        p |= u64::from(b) << (8 * i);
+    }
+    (name.len(), p)
 }
 
 #[derive(Debug, Clone)]
@@ -229,7 +302,7 @@ impl Plan {
                     members.next();
                 }
                 _ => {
-                    if Self::absent(&f.node, out).is_err() {
+                    if f.write_absent(out).is_err() {
                         in_order = false;
                         break;
                     }
@@ -258,7 +331,7 @@ impl Plan {
         for f in fields {
             match obj.get(&*f.name) {
                 Some(v) => self.value(&f.node, v, out)?,
-                None => Self::absent(&f.node, out)?,
+                None => f.write_absent(out)?,
             }
         }
         Ok(())
@@ -318,9 +391,8 @@ impl Compiler<'_, '_> {
                 let mut fields: Vec<FieldPlan> = r
                     .fields
                     .iter()
-                    .map(|f: &RecordField| FieldPlan {
-                        name: f.name.as_str().into(),
-                        node: self.node(&f.schema, is_decimal(f)),
+                    .map(|f: &RecordField| {
+                        FieldPlan::new(f.name.as_str(), self.node(&f.schema, is_decimal(f)))
                     })
                     .collect();
                 // Fold each companion into its decimal, which writes it.
@@ -331,6 +403,9 @@ impl Compiler<'_, '_> {
                             fields[k].node = Node::Unsupported;
                         }
                     }
+                }
+                for f in &mut fields {
+                    f.absent = Absent::of(&f.node);
                 }
                 self.records[i].fields = fields;
                 Node::Record(i)
@@ -380,6 +455,22 @@ pub(super) fn write_bytes(b: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_field_is_told_apart_from_names_that_share_its_length_or_first_bytes() {
+        let f = |name: &str| FieldPlan::new(name, Node::Null);
+        let is = |f: &FieldPlan, key: &str| f.is(key, name_tag(key));
+        let long = f("multipleBirthBoolean");
+        assert!(is(&long, "multipleBirthBoolean"));
+        assert!(!is(&long, "multipleBirthInteger"), "same length, same first 8 bytes");
+        assert!(!is(&long, "multipleBirth"));
+        let short = f("code");
+        assert!(is(&short, "code"));
+        assert!(!is(&short, "coda"));
+        assert!(!is(&short, "codes"));
+        assert!(!is(&short, ""));
+        assert!(is(&f(""), ""));
+    }
 
     #[test]
     fn longs_are_zigzag_varints() {

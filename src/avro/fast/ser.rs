@@ -310,10 +310,11 @@ impl serde::ser::SerializeStruct for StructSer<'_, '_> {
         match &mut self.kind {
             Kind::Record { fields, next, any } => {
                 // Fields skipped over are absent (null or []), as in `Plan::record`.
+                let tag = name_tag(key);
                 loop {
                     let f = fields.get(*next).ok_or(Mismatch)?;
                     *next += 1;
-                    if &*f.name == key {
+                    if f.is(key, tag) {
                         *any = true;
                         return value.serialize(Ser {
                             plan: self.plan,
@@ -321,7 +322,7 @@ impl serde::ser::SerializeStruct for StructSer<'_, '_> {
                             out: &mut *self.out,
                         });
                     }
-                    Plan::absent(&f.node, self.out)?;
+                    f.write_absent(self.out)?;
                 }
             }
             Kind::Number { decimal, done } => {
@@ -358,7 +359,7 @@ impl serde::ser::SerializeStruct for StructSer<'_, '_> {
                     return Err(Mismatch);
                 }
                 for f in fields.get(next..).unwrap_or(&[]) {
-                    Plan::absent(&f.node, self.out)?;
+                    f.write_absent(self.out)?;
                 }
                 Ok(())
             }

@@ -33,14 +33,23 @@ pub struct Parts<'a> {
 
 impl<'a> Parts<'a> {
     /// Part `i` (0-based), or "" when there are fewer parts.
+    #[inline]
     pub fn get(&self, i: usize) -> &'a str {
         if i < self.n {
             self.first[i]
         } else if self.n < KEPT {
             ""
         } else {
-            self.v.split(self.sep).nth(i).unwrap_or("")
+            self.beyond_kept(i)
         }
+    }
+
+    /// A part past the ones kept (rare): out of line, so `get` stays small
+    /// enough to inline at its many call sites.
+    #[cold]
+    #[inline(never)]
+    fn beyond_kept(&self, i: usize) -> &'a str {
+        self.v.split(self.sep).nth(i).unwrap_or("")
     }
 
     /// Every part, in order (at least one: "" splits into [""]).
@@ -154,6 +163,9 @@ pub fn is_null(raw: &str) -> bool {
 /// space, control characters and U+FEFF are dropped.
 /// Borrows `raw` when nothing had to change but trimming.
 pub fn string<'a>(raw: &'a str, d: &Delimiters) -> Option<Text<'a>> {
+    if let Some(plain) = plain_text(raw, d) {
+        return plain.text.map(Cow::Borrowed);
+    }
     if is_null(raw) {
         return None;
     }
@@ -182,6 +194,46 @@ fn plain(b: u8) -> bool {
     matches!(b, b' '..=b'~' | b'\t' | b'\r' | b'\n')
 }
 
+/// What [`string`] and [`code`] make of a value that is all [`plain`] bytes
+/// and has no escape character (nearly every value): found in one pass over
+/// the bytes, where the general path unescapes, cleans and trims in several.
+struct Plain<'a> {
+    /// The value trimmed; `None` when nothing is left or it is the v2 null.
+    text: Option<&'a str>,
+    /// Whether the value has a tab, CR, LF or two spaces in a row anywhere
+    /// (what a FHIR `code` may not carry inside it; [`code`] then takes the
+    /// general path).
+    loose: bool,
+}
+
+/// [`Plain`], or `None` when `raw` needs the general path (an escape
+/// sequence, or a byte [`cleaned`] would change).
+fn plain_text<'a>(raw: &'a str, d: &Delimiters) -> Option<Plain<'a>> {
+    let escape = u8::try_from(d.escape).ok().filter(u8::is_ascii)?;
+    let mut loose = false;
+    let mut prev = 0u8;
+    for &b in raw.as_bytes() {
+        // One test for the usual byte (printable, not a space); the rest below.
+        if b > b' ' && b <= b'~' && b != escape {
+            prev = b;
+            continue;
+        }
+        match b {
+            _ if b == escape => return None,
+            b' ' => loose |= prev == b' ',
+            b'\t' | b'\r' | b'\n' => loose = true,
+            _ => return None,
+        }
+        prev = b;
+    }
+    // Only ASCII whitespace can be at the ends: `str::trim` would remove the same.
+    let t = raw.trim_ascii();
+    Some(Plain {
+        text: (!t.is_empty() && t != "\"\"").then_some(t),
+        loose,
+    })
+}
+
 /// Unescaped text cleaned and trimmed (see [`string`]).
 fn cleaned(s: &str) -> Option<Cow<'_, str>> {
     if s.bytes().all(plain) {
@@ -206,6 +258,9 @@ fn cleaned(s: &str) -> Option<Cow<'_, str>> {
 /// Raw v2 text as a FHIR `code` (`[^\s]+( [^\s]+)*`): a [`string`] with
 /// every run of whitespace made one space. `None` when nothing is left.
 pub fn code<'a>(raw: &'a str, d: &Delimiters) -> Option<Text<'a>> {
+    if let Some(Plain { text, loose: false }) = plain_text(raw, d) {
+        return text.map(Cow::Borrowed);
+    }
     let s = string(raw, d)?;
     // After `string`, the only whitespace left is space, tab, CR and LF.
     if !s.contains(['\t', '\r', '\n']) && !s.contains("  ") {
@@ -452,16 +507,19 @@ pub fn first_coding<'a>(
 /// what joining the non-`None` strings with `sep` gives, without a string
 /// per part. False (and `out` unchanged) when nothing is left.
 pub fn push_string(raw: &str, d: &Delimiters, sep: &str, out: &mut String) -> bool {
-    if is_null(raw) {
-        return false;
-    }
-    let u = unescape(raw, d);
     let mut push = |t: &str| {
         if !out.is_empty() {
             out.push_str(sep);
         }
         out.push_str(t);
     };
+    if let Some(Plain { text, .. }) = plain_text(raw, d) {
+        return text.map(push).is_some();
+    }
+    if is_null(raw) {
+        return false;
+    }
+    let u = unescape(raw, d);
     if u.bytes().all(plain) {
         let t = u.trim();
         if t.is_empty() {

@@ -252,3 +252,41 @@ fn escapes_are_decoded() {
     assert_eq!(unescape("\\H\\bold\\N\\", &d), "bold");
     assert_eq!(unescape("\\X41\\", &d), "A");
 }
+
+/// The one-pass path for plain values (`plain_text`) gives what the general
+/// path (null check, unescape, clean, trim; for a code, whitespace runs made
+/// one space) gives, for every value made of up to three of these pieces.
+#[test]
+fn plain_values_come_out_as_the_general_path_makes_them() {
+    let d = Delimiters::default();
+    let general = |raw: &str| -> Option<String> {
+        if is_null(raw) {
+            return None;
+        }
+        cleaned(&unescape(raw, &d)).map(Cow::into_owned)
+    };
+    const PIECES: &[&str] = &[
+        "", " ", "  ", "\t", "\r\n", "a", "Zz9", "\"\"", "\\H\\", "\\T\\", "é", "\u{a0}",
+        "\u{1}", "~", "\u{7f}",
+    ];
+    for a in PIECES {
+        for b in PIECES {
+            for c in PIECES {
+                let raw = format!("{a}{b}{c}");
+                let want = general(&raw);
+                assert_eq!(string(&raw, &d).map(Cow::into_owned), want, "{raw:?}");
+                let want_code = want
+                    .as_deref()
+                    .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "));
+                assert_eq!(code(&raw, &d).map(Cow::into_owned), want_code, "{raw:?}");
+                let mut joined = "x".to_owned();
+                let pushed = push_string(&raw, &d, "|", &mut joined);
+                let want_joined = match &want {
+                    Some(s) => format!("x|{s}"),
+                    None => "x".to_owned(),
+                };
+                assert_eq!((pushed, joined), (want.is_some(), want_joined), "{raw:?}");
+            }
+        }
+    }
+}
