@@ -106,11 +106,15 @@ async fn send_every_fixture(addr: std::net::SocketAddr, out: &mut Vec<String>) {
     }
 }
 
-/// Waits until `reconcile` finds every raw record accounted for.
+/// Waits until `reconcile` finds every raw record accounted for and none
+/// pending: the stage yields to ingest, so it may still be behind when the
+/// last ACK arrives.
 fn wait_for_stage(dir: &Path) {
     let start = Instant::now();
     loop {
-        if run(&["reconcile"], dir).status.success() {
+        let out = run(&["reconcile", "--json"], dir);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if out.status.success() && report["summary"]["pending"] == 0 {
             return;
         }
         assert!(
