@@ -462,7 +462,10 @@ mod tests {
         let is = |f: &FieldPlan, key: &str| f.is(key, name_tag(key));
         let long = f("multipleBirthBoolean");
         assert!(is(&long, "multipleBirthBoolean"));
-        assert!(!is(&long, "multipleBirthInteger"), "same length, same first 8 bytes");
+        assert!(
+            !is(&long, "multipleBirthInteger"),
+            "same length, same first 8 bytes"
+        );
         assert!(!is(&long, "multipleBirth"));
         let short = f("code");
         assert!(is(&short, "code"));

@@ -266,8 +266,8 @@ fn plain_values_come_out_as_the_general_path_makes_them() {
         cleaned(&unescape(raw, &d)).map(Cow::into_owned)
     };
     const PIECES: &[&str] = &[
-        "", " ", "  ", "\t", "\r\n", "a", "Zz9", "\"\"", "\\H\\", "\\T\\", "é", "\u{a0}",
-        "\u{1}", "~", "\u{7f}",
+        "", " ", "  ", "\t", "\r\n", "a", "Zz9", "\"\"", "\\H\\", "\\T\\", "é", "\u{a0}", "\u{1}",
+        "~", "\u{7f}",
     ];
     for a in PIECES {
         for b in PIECES {
