@@ -17,6 +17,11 @@ use tracing_subscriber::layer::{Context, Layer};
 /// How long repeats of one line are held back before their summary.
 pub const WINDOW: Duration = Duration::from_secs(60);
 
+/// Lines tracked at once. librdkafka's lines are few (digits are folded),
+/// but their text comes from brokers and topics: past this, a new line just
+/// goes out, untracked, so the map cannot grow without bound.
+const MAX_LINES: usize = 1_000;
+
 /// The target summaries are written under, so they are not held back themselves.
 const SUMMARY_TARGET: &str = "hl7bridge::librdkafka";
 
@@ -61,24 +66,25 @@ impl Repeats {
     /// are counted instead.
     pub fn admit(&mut self, level: Level, text: &str, now: Instant) -> bool {
         let key = fold_digits(text);
-        match self.lines.get_mut(&key) {
-            Some(seen) if now.duration_since(seen.since) < WINDOW => {
-                seen.held += 1;
-                false
-            }
-            _ => {
-                self.lines.insert(
-                    key,
-                    Seen {
-                        since: now,
-                        level,
-                        first: text.to_owned(),
-                        held: 0,
-                    },
-                );
-                true
-            }
+        if let Some(seen) = self.lines.get_mut(&key) {
+            // Held until `due` has written its summary and forgotten it, even
+            // a little past its window, so no count is lost.
+            seen.held += 1;
+            return false;
         }
+        if self.lines.len() >= MAX_LINES {
+            return true;
+        }
+        self.lines.insert(
+            key,
+            Seen {
+                since: now,
+                level,
+                first: text.to_owned(),
+                held: 0,
+            },
+        );
+        true
     }
 
     /// Lines whose window has ended: each with its level, text and how many
@@ -193,6 +199,21 @@ mod tests {
         }
         // Another line is its own.
         assert!(r.admit(Level::WARN, "Metadata request failed", t0));
+        // Past the bound, new lines go out untracked: the map stays bounded.
+        let letters = |mut i: usize| {
+            let mut s = String::new();
+            loop {
+                s.push((b'a' + (i % 26) as u8) as char);
+                i /= 26;
+                if i == 0 {
+                    return s;
+                }
+            }
+        };
+        for i in 0..MAX_LINES * 2 {
+            assert!(r.admit(Level::WARN, &format!("topic {}", letters(i)), t0));
+        }
+        assert_eq!(r.lines.len(), MAX_LINES);
         assert!(
             r.due(t0 + Duration::from_secs(30)).is_empty(),
             "windows still open"

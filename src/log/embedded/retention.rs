@@ -320,6 +320,18 @@ mod tests {
         })
     }
 
+    /// FHIR kept 7 days, dead letters 30, raw forever.
+    fn fhir_for_7_days() -> Arc<Policy> {
+        policy(
+            Limits::default(),
+            Limits {
+                max_age: days(7),
+                max_bytes: None,
+            },
+            30,
+        )
+    }
+
     fn days(n: u64) -> Option<Duration> {
         Some(Duration::from_secs(n * 86_400))
     }
@@ -439,14 +451,7 @@ mod tests {
         .await
         .unwrap();
         // FHIR keeps 7 days and the DLQ 30: the 10-day-old dead letter stays.
-        let p = policy(
-            Limits::default(),
-            Limits {
-                max_age: days(7),
-                max_bytes: None,
-            },
-            30,
-        );
+        let p = fhir_for_7_days();
         let deleted = sweep(&log, &p).await;
         assert_eq!(deleted.get(&Class::Dlq), Some(&2));
         assert_eq!(deleted.get(&Class::Fhir), Some(&1));
@@ -463,14 +468,7 @@ mod tests {
         log.append((0..n).map(|_| rec("fhir.encounter", 9, b"e")).collect())
             .await
             .unwrap();
-        let p = policy(
-            Limits::default(),
-            Limits {
-                max_age: days(7),
-                max_bytes: None,
-            },
-            30,
-        );
+        let p = fhir_for_7_days();
         assert_eq!(sweep(&log, &p).await.get(&Class::Fhir), Some(&(n as u64)));
         assert!(offsets(dir.path(), "fhir.encounter").is_empty());
     }
@@ -488,14 +486,7 @@ mod tests {
         ])
         .await
         .unwrap();
-        let p = policy(
-            Limits::default(),
-            Limits {
-                max_age: days(7),
-                max_bytes: None,
-            },
-            30,
-        );
+        let p = fhir_for_7_days();
         sweep(&log, &p).await;
         assert_eq!(
             offsets(dir.path(), "fhir.encounter"),
@@ -522,14 +513,7 @@ mod tests {
             )
         };
         let (before, _) = pages(dir.path());
-        let p = policy(
-            Limits::default(),
-            Limits {
-                max_age: days(7),
-                max_bytes: None,
-            },
-            30,
-        );
+        let p = fhir_for_7_days();
         assert_eq!(sweep(&log, &p).await.get(&Class::Fhir), Some(&500));
         let (after, free) = pages(dir.path());
         assert_eq!(free, 0, "no free page is left in the file");
