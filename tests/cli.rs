@@ -217,18 +217,7 @@ fn serve_with_a_bad_mapping_file_fails_at_start_with_a_clear_error() {
         ),
     )
     .unwrap();
-    let out = Command::new(bin())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--registry-listen",
-            "",
-            "--metrics-listen",
-            "",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
+    let out = common::process::serve_command(&dir.path().join("data"), &[])
         .arg("--mappings")
         .arg(&bad)
         .output()
