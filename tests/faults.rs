@@ -424,7 +424,13 @@ async fn broker_stopped_ten_seconds_under_load_no_aa_while_down_every_aa_stored(
     tokio::time::sleep(Duration::from_secs(10)).await;
     let up = Instant::now();
     block_in_place(|| broker.restart());
-    load.wait_for_accepted(40, Duration::from_secs(120)).await;
+    let bridge = recover_from_tansu_panics(&mut broker, bridge, &load, || {
+        Bridge::serve(
+            dir.path(),
+            &["--kafka-brokers", &brokers, "--ack-timeout", "3s"],
+        )
+    })
+    .await;
     let histories = load.finish().await;
 
     // Sent after the broker died and answered before it was started again:
@@ -461,6 +467,50 @@ async fn broker_stopped_ten_seconds_under_load_no_aa_while_down_every_aa_stored(
     let d = check_delivery(&histories, &records);
     eprintln!("broker outage: {d:?}");
     drop(bridge);
+}
+
+/// Waits for the load to get 40 more messages accepted after the broker came
+/// back. Tansu 0.6's SQLite engine sometimes panics on the bridge's first
+/// produce after a restart (docs/tansu.md) and then fails every request; a
+/// supervisor would restart it, and the bridge with it, since the panic
+/// follows its producer's epoch. That happens here at most twice, said on
+/// stderr; the delivery checks that follow cover every process. Any other
+/// stall fails the test.
+async fn recover_from_tansu_panics(
+    broker: &mut Tansu,
+    mut bridge: Bridge,
+    load: &Load,
+    serve: impl Fn() -> Bridge,
+) -> Bridge {
+    let target = load.accepted() + 40;
+    let within = Duration::from_secs(120);
+    let mut start = Instant::now();
+    let mut restarts = 0;
+    while load.accepted() < target {
+        if broker.storage_panicked() {
+            restarts += 1;
+            assert!(
+                restarts <= 2,
+                "Tansu's SQLite engine panicked (tansu-storage lite.rs:503) after {} restarts; see docs/tansu.md",
+                restarts - 1
+            );
+            eprintln!(
+                "broker outage: Tansu's SQLite engine panicked (tansu-storage lite.rs:503, docs/tansu.md); restarting the broker and the bridge"
+            );
+            drop(bridge);
+            block_in_place(|| broker.restart());
+            bridge = block_in_place(&serve);
+            load.point_at(bridge.addr);
+            start = Instant::now();
+        }
+        assert!(
+            start.elapsed() < within,
+            "load stalled: {} of {target} messages accepted within {within:?}",
+            load.accepted()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bridge
 }
 
 fn spawn_transform(dir: &Path) -> std::process::Child {

@@ -51,6 +51,8 @@ pub struct Tansu {
     /// The port clients are told to use (a proxy's, for partition tests).
     pub advertised_port: u16,
     engine: String,
+    /// The broker's log, and where the running process's part of it starts.
+    log: Option<(PathBuf, u64)>,
     _dir: tempfile::TempDir,
 }
 
@@ -109,6 +111,7 @@ impl Tansu {
             port,
             advertised_port,
             engine,
+            log: None,
             _dir: dir,
         };
         t.restart();
@@ -138,6 +141,8 @@ impl Tansu {
             .append(true)
             .open(&log_path)
             .unwrap();
+        let from = log.metadata().map(|m| m.len()).unwrap_or(0);
+        self.log = Some((log_path.clone(), from));
         let child = Command::new(&self.bin)
             .args([
                 "broker",
@@ -164,6 +169,25 @@ impl Tansu {
         panic!("tansu did not listen on {} within 20 s", self.port);
     }
 }
+
+impl Tansu {
+    /// Whether the running broker hit Tansu 0.6's SQLite-engine panic
+    /// (tansu-storage lite.rs:503, "more or less than one row": a produce
+    /// whose producer epoch it has no row for, seen after a restart). Its
+    /// storage thread is dead from then on and every request fails, so a
+    /// test can only restart it (docs/tansu.md).
+    pub fn storage_panicked(&self) -> bool {
+        let Some((path, from)) = &self.log else {
+            return false;
+        };
+        std::fs::read(path).is_ok_and(|log| {
+            let ours = &log[(*from as usize).min(log.len())..];
+            ours.windows(KNOWN_PANIC.len()).any(|w| w == KNOWN_PANIC)
+        })
+    }
+}
+
+const KNOWN_PANIC: &[u8] = b"lite.rs:503:13:\nmore or less than one row";
 
 impl Drop for Tansu {
     fn drop(&mut self) {
