@@ -248,7 +248,7 @@ fi
 # Tansu (memory storage) and `serve --no-transform` share CPU 0; `hl7bridge transform`, the only stage member, runs on
 # CPU 1 with the load generator and the latency reader. Why this split: the member is what the stage's settings and
 # code change, so it gets the core whose other users are light at RATE (a rate-limited replay and one reader); the
-# bridge and the broker are the ACK path and stay together as in the `kafka` phase. Two fresh runs:
+# bridge and the broker are the ACK path and stay together as in the `kafka` phase. Fresh runs, as KP_RUNS lists:
 #   * direct: reached rate (replay's ACKs/s), e2e p50/p99 at RATE offered (ORU^R01 8 OBX, 8 connections), and CPU
 #     per message of each process (utime+stime from /proc over the replay and the reader's tail, / messages ACKed);
 #   * through scripts/kafka-requests.py (Tansu advertises the proxy): Kafka requests per message per client
