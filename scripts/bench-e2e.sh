@@ -17,22 +17,30 @@
 #   idle      fresh bridge: RSS before and with IDLE_CONNS idle connections.
 #   pipeline  fresh bridge: ORU^R01 (8 OBX) at 8 connections, PIPE_N messages; ACK msgs/s, the stage's lag when the
 #             last ACK arrives, and whole-pipeline msgs/s (until the stage has committed FHIR for every input).
+#   kafka-pipe  the README's Kafka layout (Tansu + `serve --no-transform` on CPU 0, `transform` on CPU 1) at RATE:
+#             reached rate, e2e p50/p99, CPU per message per process, Kafka requests per message (see the phase).
+#   kafka-growth  the same layout at GROWTH_RATE (300) msg/s for 7 windows of 15 s: CPU per message per process and
+#             window (Tansu's grows with what its partitions hold; docs/tansu.md).
+#   kafka-pipeline  the same layout: ORU^R01 8 OBX at 8 connections, PIPE_N messages, until the FHIR of every one is
+#             visible to a Kafka reader (whole pipeline msgs/s, as `pipeline` on the embedded store).
 #   peers     each peer of $PEERS_WORK/peers.sh (built by /work/shared/peers/setup.sh), pinned the same way, with the
 #             same loadgen: C=1, C=8 and (once) C=8 x 16 pipelined; ratio hl7bridge / peer in the summary.
 #
-# usage: scripts/bench-e2e.sh                       (~25-40 min on an idle machine)
+# usage: scripts/bench-e2e.sh                       (~30-50 min on an idle machine)
 #        PHASES="embedded" REPS=1 scripts/bench-e2e.sh
 # env:   REPS (3), OTHER_MAX (5), RATE (2000), E2E_SECS (15), IDLE_CONNS (1000), PIPE_N (20000),
 #        SCALE (100: percent of the default message counts), PEERS_WORK (~/.cache/hl7-peers), PEERS (space-separated names),
 #        OUT (directory that receives log-free results: results.jsonl and summary.md), KEEP_WORK=1,
-#        LOADGEN, TANSU, BRIDGE_PORT (27575), KAFKA_PORT (29092),
+#        GROWTH_RATE (300), LOADGEN, TANSU, BRIDGE_PORT (27575), KAFKA_PORT (29092), PROXY_PORT (29093, kafka-pipe's counted run),
+#        KP_RUNS ("direct counted embedded embedded-split"), KP_BRIDGE_ARGS / KP_TRANSFORM_ARGS / KP_READER_ARGS (extra arguments, e.g.
+#        "-X linger.ms=1" or "--fetch-wait-ms 5", to compare settings), KPY (a python with confluent-kafka),
 #        DEADLINE (epoch seconds: after it, no idle-waiting and no repetitions, so a run on a busy machine ends)
 # Only 127.0.0.1 is used. Every wait and loop is bounded. Everything started here is stopped by PID on exit.
 set -u
 
 # shellcheck source=scripts/bench-lib.sh
 . "$(dirname "$0")/bench-lib.sh"
-PHASES=${PHASES:-"embedded e2e kafka idle pipeline peers"}
+PHASES=${PHASES:-"embedded e2e kafka kafka-pipe kafka-growth kafka-pipeline idle pipeline peers"}
 RATE=${RATE:-2000}
 E2E_SECS=${E2E_SECS:-15}
 IDLE_CONNS=${IDLE_CONNS:-1000}
@@ -234,6 +242,201 @@ if has kafka; then
       bl_stop_pid "$TANSU_PID" tansu; TANSU_PID=""
     fi
   fi
+fi
+
+# ---- Kafka pipeline: the README's layout, the stage member on its own core -----------------------------
+# Tansu (memory storage) and `serve --no-transform` share CPU 0; `hl7bridge transform`, the only stage member, runs on
+# CPU 1 with the load generator and the latency reader. Why this split: the member is what the stage's settings and
+# code change, so it gets the core whose other users are light at RATE (a rate-limited replay and one reader); the
+# bridge and the broker are the ACK path and stay together as in the `kafka` phase. Fresh runs, as KP_RUNS lists:
+#   * direct: reached rate (replay's ACKs/s), e2e p50/p99 at RATE offered (ORU^R01 8 OBX, 8 connections), and CPU
+#     per message of each process (utime+stime from /proc over the replay and the reader's tail, / messages ACKed);
+#   * through scripts/kafka-requests.py (Tansu advertises the proxy): Kafka requests per message per client
+#     (client.id bridge / transform / e2e-latency) and API. The proxy adds a hop, so its latencies are not used;
+#   * embedded: the same load on the embedded store (serve with its stage on, CPU 0; the reader polls the SQLite
+#     file), to tell what Tansu costs from what the bridge and the stage cost;
+#   * embedded-split: the two processes of the Kafka layout on the embedded store (serve --no-transform on CPU 0,
+#     `transform --data-dir` on CPU 1): the same split with SQLite in place of the broker.
+KP_BRIDGE_ARGS=${KP_BRIDGE_ARGS:-} KP_TRANSFORM_ARGS=${KP_TRANSFORM_ARGS:-} KP_READER_ARGS=${KP_READER_ARGS:-} TPID=""
+KPY=${KPY:-$HERE/target/pyenv/bin/python}   # Confluent's client for the Kafka reader (scripts/pyenv.sh)
+[ -x "$KPY" ] || KPY=$PY
+kp_start() { # kp_start NAME: fresh Tansu, bridge (--no-transform) and transform; sets TPID. Returns 1 on failure.
+  bl_start_tansu || return 1
+  # shellcheck disable=SC2086
+  bl_start_bridge "kp-$1" --kafka-brokers "$HOST:$KAFKA_PORT" --no-transform -X client.id=bridge $KP_BRIDGE_ARGS
+  # shellcheck disable=SC2086
+  RUST_LOG=info,rdkafka=warn taskset -c 1 "$BRIDGE" transform --kafka-brokers "$HOST:$KAFKA_PORT" \
+    -X client.id=transform $KP_TRANSFORM_ARGS --data-dir "$WORK/data-kp-transform" --metrics-listen "" --registry-listen "" \
+    > "$WORK/transform.stdout" 2> "$WORK/transform.stderr" &
+  TPID=$!; EXTRA_PIDS="$EXTRA_PIDS $TPID"
+  local i; for i in $(seq 1 600); do  # bounded: 60 s for the consumer group to assign partitions
+    grep -q "partitions assigned" "$WORK/transform.stderr" && break
+    kill -0 "$TPID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "   transform pid=$TPID on CPU 1: $(grep -c "partitions assigned" "$WORK/transform.stderr") assignment(s) after $((i / 10)) s"
+  kill -0 "$TPID" 2>/dev/null || { echo "   transform exited:"; tail -n 20 "$WORK/transform.stderr"; return 1; }
+  echo "   warm-up: 400 messages at 400/s, not measured"
+  timeout 60 taskset -c 1 "$BRIDGE" replay --to "$HOST:$BRIDGE_PORT" -c 2 --rate 400 --repeat 400 \
+    --unique-control-ids "$ORU8" 2>/dev/null | tail -n 1 | sed 's/^/   /'
+  sleep 2
+}
+kp_stop() {
+  bl_stop_pid "$TPID" "hl7bridge transform"; EXTRA_PIDS=${EXTRA_PIDS/ $TPID/}; TPID=""
+  grep -v "INFO" "$WORK/transform.stderr" | tail -n 5 | sed 's/^/   transform stderr: /'
+  stop_bridge "kp-$1"
+  bl_stop_pid "$TANSU_PID" tansu; TANSU_PID=""
+  if [ -n "$PROXY_PID" ]; then bl_stop_pid "$PROXY_PID" proxy; EXTRA_PIDS=${EXTRA_PIDS/ $PROXY_PID/}; PROXY_PID=""; fi
+  rm -rf "$WORK/data-kp-transform"
+}
+kp_ticks() { # CPU ticks of Tansu, the bridge and transform (0 for one not running, as on the embedded store)
+  local p out=""
+  for p in "$TANSU_PID" "$BRIDGE_PID" "$TPID"; do
+    if [ -n "$p" ]; then out="$out $(bl_pid_ticks "$p")"; else out="$out 0"; fi
+  done
+  echo "$out"
+}
+kp_run() { # kp_run LABEL [READER-ARGS...]: one measured run at RATE; appends a suite=kafka-pipe row
+  local label=$1; shift
+  local n=$(( RATE * E2E_SECS )) warm=8 secs=$(( E2E_SECS + 8 + 5 ))
+  local counts0="{}" counts1="{}" ta0 tb0 tt0 ta1 tb1 tt1
+  local src=(--kafka "$HOST:$KAFKA_PORT")
+  case $label in embedded*) src=(--sqlite "$STAGE_DB"); warm=2;; esac
+  echo "-- e2e latency reader: $E2E ${src[*]} $* --seconds $secs"
+  taskset -c 1 "$KPY" "$E2E" "${src[@]}" "$@" --seconds "$secs" > "$WORK/e2e.json" 2> "$WORK/e2e.err" &
+  local rpid=$!; EXTRA_PIDS="$EXTRA_PIDS $rpid"
+  sleep "$warm"
+  [ -n "$PROXY_PID" ] && counts0=$(bl_proxy_counts)
+  read -r ta0 tb0 tt0 < <(kp_ticks)
+  FILES=$ORU8 IDLE_MAX_SAMPLES=1 replay_run kafka-pipe "oru8@${RATE}/s" 8 "$n" --rate "$RATE" >/dev/null
+  local i; for i in $(seq 1 $(( secs + 30 ))); do kill -0 "$rpid" 2>/dev/null || break; sleep 1; done
+  read -r ta1 tb1 tt1 < <(kp_ticks)
+  [ -n "$PROXY_PID" ] && counts1=$(bl_proxy_counts)
+  kill "$rpid" 2>/dev/null; wait "$rpid" 2>/dev/null; EXTRA_PIDS=${EXTRA_PIDS/ $rpid/}
+  echo "   e2e: $(cat "$WORK/e2e.json" 2>/dev/null) $(tail -n 2 "$WORK/e2e.err" 2>/dev/null)"
+  "$PY" - "$RESULTS" "$WORK/e2e.json" "$RATE" "$label" "$HZ" "$ta0" "$ta1" "$tb0" "$tb1" "$tt0" "$tt1" \
+    "$counts0" "$counts1" <<'EOF'
+import json, sys
+res, e2e, rate, label, hz, ta0, ta1, tb0, tb1, tt0, tt1, c0, c1 = sys.argv[1:]
+rows = [json.loads(l) for l in open(res)]
+try: e = json.load(open(e2e))
+except Exception: e = {}
+r = rows[-1]
+ok = r.get("ok") or 0
+us = lambda a, b: round((int(b) - int(a)) * 1e6 / int(hz) / ok) if ok else None
+r.update(suite="kafka-pipe", label=label, offered_rate=int(rate), e2e_count=e.get("count"),
+         e2e_p50_ms=e.get("p50_ms"), e2e_p99_ms=e.get("p99_ms"), e2e_max_ms=e.get("max_ms"),
+         cpu_us_per_msg={"tansu": us(ta0, ta1), "bridge": us(tb0, tb1), "transform": us(tt0, tt1)}
+                        if not label.startswith("embedded") else
+                        {"bridge": us(tb0, tb1), "transform": us(tt0, tt1)} if label == "embedded-split" else
+                        {"bridge": us(tb0, tb1)})
+c0, c1 = json.loads(c0), json.loads(c1)
+if c1 and ok:
+    req = {}
+    for client, apis in c1.items():
+        d = {api: n - c0.get(client, {}).get(api, 0) for api, n in apis.items()}
+        d = {api: round(n / ok, 3) for api, n in d.items() if n}
+        if d: req[client] = d
+    r["requests_per_msg"] = req
+print("   " + json.dumps({k: r.get(k) for k in ("label", "msgs_per_s", "p50_ms", "p99_ms", "e2e_p50_ms", "e2e_p99_ms",
+                                              "cpu_us_per_msg", "requests_per_msg")}))
+open(res, "w").write("".join(json.dumps(x) + "\n" for x in rows))
+EOF
+}
+
+KP_RUNS=${KP_RUNS:-"direct counted embedded embedded-split"}
+if has kafka-pipe; then
+  echo; echo "## Kafka pipeline at $RATE msg/s offered: Tansu + serve --no-transform on CPU 0, transform on CPU 1"
+  echo "   bridge args: ${KP_BRIDGE_ARGS:-none}; transform args: ${KP_TRANSFORM_ARGS:-none}; reader args: ${KP_READER_ARGS:-none}"
+  for run in $KP_RUNS; do
+    if [ "$run" = embedded ]; then   # the same load on the embedded store: serve with its stage on, on CPU 0
+      echo "   the same load on the embedded store (serve, stage on, CPU 0; the reader polls its SQLite file)"
+      bl_start_bridge kp-embedded --data-dir "$WORK/data-kp-embedded"
+      STAGE_DB=$WORK/data-kp-embedded/hl7bridge.db
+      timeout 60 taskset -c 1 "$BRIDGE" replay --to "$HOST:$BRIDGE_PORT" -c 2 --rate 400 --repeat 400 \
+        --unique-control-ids "$ORU8" 2>/dev/null | tail -n 1 | sed 's/^/   warm-up: /'
+      # shellcheck disable=SC2086
+      kp_run embedded $KP_READER_ARGS
+      STAGE_DB=""; stop_bridge kp-embedded; rm -rf "$WORK/data-kp-embedded"
+      continue
+    fi
+    if [ "$run" = embedded-split ]; then   # the README's two processes on the embedded store: no broker at all
+      echo "   the two-process layout on the embedded store (serve --no-transform on CPU 0, transform on CPU 1)"
+      bl_start_bridge kp-embedded-split --data-dir "$WORK/data-kp-split" --no-transform
+      STAGE_DB=$WORK/data-kp-split/hl7bridge.db
+      RUST_LOG=info taskset -c 1 "$BRIDGE" transform --data-dir "$WORK/data-kp-split" --metrics-listen "" \
+        --registry-listen "" > "$WORK/transform.stdout" 2> "$WORK/transform.stderr" &
+      TPID=$!; EXTRA_PIDS="$EXTRA_PIDS $TPID"
+      timeout 60 taskset -c 1 "$BRIDGE" replay --to "$HOST:$BRIDGE_PORT" -c 2 --rate 400 --repeat 400 \
+        --unique-control-ids "$ORU8" 2>/dev/null | tail -n 1 | sed 's/^/   warm-up: /'
+      # shellcheck disable=SC2086
+      kp_run embedded-split $KP_READER_ARGS
+      bl_stop_pid "$TPID" "hl7bridge transform"; EXTRA_PIDS=${EXTRA_PIDS/ $TPID/}; TPID=""
+      STAGE_DB=""; stop_bridge kp-embedded-split; rm -rf "$WORK/data-kp-split"
+      continue
+    fi
+    [ "$run" = counted ] && echo "   through the request-counting proxy (its latencies include the proxy's hop)"
+    # shellcheck disable=SC2086
+    if [ "$run" = counted ]; then PROXY_PORT=${PROXY_PORT:-29093} kp_start "$run" && kp_run "$run" $KP_READER_ARGS
+    else kp_start "$run" && kp_run "$run" $KP_READER_ARGS; fi
+    kp_stop "$run"
+  done
+fi
+
+# ---- Tansu over time: its CPU per message, window by window, at a rate it can sustain at first ---------------
+# Tansu 0.6's fetch lists every batch of a partition (docs/tansu.md), so its cost per message grows with what the
+# topics hold. Same layout as kafka-pipe, no latency reader; GROWTH_RATE msg/s for 7 windows of 15 s.
+GROWTH_RATE=${GROWTH_RATE:-300}
+if has kafka-growth; then
+  echo; echo "## Tansu CPU per message over time: ORU^R01 8 OBX at $GROWTH_RATE msg/s, 8 connections, 7 x 15 s"
+  if kp_start growth; then
+    per=$(( GROWTH_RATE * 15 ))
+    taskset -c 1 "$BRIDGE" replay --to "$HOST:$BRIDGE_PORT" -c 8 --rate "$GROWTH_RATE" --repeat $(( per * 7 + GROWTH_RATE * 5 )) \
+      --unique-control-ids "$ORU8" > "$WORK/growth.out" 2>&1 &
+    gpid=$!; EXTRA_PIDS="$EXTRA_PIDS $gpid"
+    for w in 1 2 3 4 5 6 7; do
+      read -r ta0 tb0 tt0 < <(kp_ticks); sleep 15; read -r ta1 tb1 tt1 < <(kp_ticks)
+      echo "   window $w ($(( (w - 1) * 15 ))-$(( w * 15 )) s, ~$per messages): CPU us per message: tansu" \
+        "$(( (ta1 - ta0) * 1000000 / HZ / per )), bridge $(( (tb1 - tb0) * 1000000 / HZ / per )), transform" \
+        "$(( (tt1 - tt0) * 1000000 / HZ / per ))"
+      "$PY" -c "import json,sys; open(sys.argv[1],'a').write(json.dumps(dict(suite='kafka-growth', window=int(sys.argv[2]), rate=int(sys.argv[3]), tansu_us=int(sys.argv[4]), bridge_us=int(sys.argv[5]), transform_us=int(sys.argv[6])))+'\n')" \
+        "$RESULTS" "$w" "$GROWTH_RATE" $(( (ta1 - ta0) * 1000000 / HZ / per )) $(( (tb1 - tb0) * 1000000 / HZ / per )) \
+        $(( (tt1 - tt0) * 1000000 / HZ / per ))
+    done
+    for i in $(seq 1 120); do kill -0 "$gpid" 2>/dev/null || break; sleep 1; done   # bounded: 120 s
+    kill "$gpid" 2>/dev/null; wait "$gpid" 2>/dev/null; EXTRA_PIDS=${EXTRA_PIDS/ $gpid/}
+    echo "   replay: $(grep -v '^replay: ' "$WORK/growth.out" | tail -n 1)"
+  fi
+  kp_stop growth
+fi
+
+# ---- whole pipeline on Kafka: ORU^R01 8 OBX as fast as the bridge ACKs, until the FHIR of the last one is visible
+if has kafka-pipeline; then
+  echo; echo "## whole pipeline on Kafka: ORU^R01 8 OBX, 8 connections, $PIPE_N messages (same split as kafka-pipe)"
+  if kp_start pipeline; then
+    taskset -c 1 "$KPY" "$E2E" --kafka "$HOST:$KAFKA_PORT" --expect "$PIPE_N" --seconds 600 \
+      > "$WORK/e2e.json" 2> "$WORK/e2e.err" &
+    rpid=$!; EXTRA_PIDS="$EXTRA_PIDS $rpid"
+    sleep 8   # the reader joins its group before traffic starts (it reads from the end)
+    t0=$(date +%s%N)
+    FILES=$ORU8 replay_run kafka-pipeline oru8 8 "$PIPE_N"
+    for i in $(seq 1 600); do kill -0 "$rpid" 2>/dev/null || break; sleep 1; done   # bounded: 600 s
+    kill "$rpid" 2>/dev/null; wait "$rpid" 2>/dev/null; EXTRA_PIDS=${EXTRA_PIDS/ $rpid/}
+    echo "   reader: $(cat "$WORK/e2e.json" 2>/dev/null) $(tail -n 2 "$WORK/e2e.err" 2>/dev/null)"
+    "$PY" - "$RESULTS" "$WORK/e2e.json" "$t0" "$PIPE_N" <<'EOF'
+import json, sys
+res, e2e, t0, n = sys.argv[1:]
+rows = [json.loads(l) for l in open(res)]
+try: e = json.load(open(e2e))
+except Exception: e = {}
+last = e.get("last_at")
+rows[-1].update(suite="kafka-pipeline", fhir_seen=e.get("count"), e2e_p50_ms=e.get("p50_ms"), e2e_p99_ms=e.get("p99_ms"),
+                pipeline_msgs_per_s=int(n) / (last - int(t0) / 1e9) if last else None)
+print("   whole pipeline: %s msg/s (%s of %s messages' FHIR seen)" % (rows[-1]["pipeline_msgs_per_s"], e.get("count"), n))
+open(res, "w").write("".join(json.dumps(r) + "\n" for r in rows))
+EOF
+  fi
+  kp_stop pipeline
 fi
 
 # ---- idle connections -----------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ OTHER_MAX=${OTHER_MAX:-5}
 HOST=127.0.0.1
 HZ=$(getconf CLK_TCK)
 PY=$(python3 -c 'import sys; print(sys.executable)') || { echo "FATAL: python3 is needed"; exit 1; }
-BRIDGE_PID="" TANSU_PID="" SAMPLER_PID="" EXTRA_PIDS=""
+BRIDGE_PID="" TANSU_PID="" SAMPLER_PID="" EXTRA_PIDS="" PROXY_PID=""
 
 # Do not let a developer's HL7BRIDGE_* environment change the configuration under test.
 for v in $(env | sed -n 's/^\(HL7BRIDGE_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
@@ -177,11 +177,22 @@ bl_start_bridge() { # bl_start_bridge NAME SERVE-ARGS...: sets BRIDGE_PID
 }
 
 bl_start_tansu() { # Tansu (memory storage) on CPU 0, loopback only: sets TANSU_PID
+  # With PROXY_PORT set, Tansu advertises that port and scripts/kafka-requests.py (on CPU 1) listens there and
+  # counts the requests of every client passing through it (sets PROXY_PID; snapshots: bl_proxy_counts).
   [ -x "$TANSU" ] || { echo "SKIPPED: tansu not found at $TANSU"; return 1; }
   echo "tansu: $TANSU ($("$TANSU" --version 2>/dev/null | head -1))"
+  local adv=${PROXY_PORT:-$KAFKA_PORT}
   bl_start_server tansu "$KAFKA_PORT" "" "$TANSU" broker --listener-url "tcp://$HOST:$KAFKA_PORT" \
-    --advertised-listener-url "tcp://$HOST:$KAFKA_PORT" --storage-engine memory://tansu/ || return 1
+    --advertised-listener-url "tcp://$HOST:$adv" --storage-engine memory://tansu/ || return 1
   TANSU_PID=$SERVER_PID
+  if [ -n "${PROXY_PORT:-}" ]; then
+    bl_port_free "$PROXY_PORT" || die "port $PROXY_PORT is already in use"
+    taskset -c 1 "$PY" "$HERE/scripts/kafka-requests.py" --listen "$HOST:$PROXY_PORT" --broker "$HOST:$KAFKA_PORT" \
+      > "$WORK/proxy.stdout" 2> "$WORK/proxy.stderr" &
+    PROXY_PID=$!; EXTRA_PIDS="$EXTRA_PIDS $PROXY_PID"
+    bl_wait_port "$PROXY_PORT" "$PROXY_PID" 10 || { echo "   request-counting proxy did not start"; return 1; }
+    echo "   request-counting proxy pid=$PROXY_PID on :$PROXY_PORT (Tansu advertises it)"
+  fi
   echo "-- hl7bridge topics create --kafka-brokers $HOST:$KAFKA_PORT (6 partitions)"
   timeout 60 taskset -c 0 "$BRIDGE" topics create --kafka-brokers "$HOST:$KAFKA_PORT" \
     > "$WORK/topics-create.out" 2>&1
@@ -255,6 +266,13 @@ bl_repeat() {
     bl_past_deadline && { echo "   past DEADLINE: no more repetitions ($good clean of $a)"; return 0; }
   done
   echo "   WARNING: only $good clean runs of '$*' after $(( 2 * REPS )) attempts"
+}
+
+bl_proxy_counts() { # the proxy's request counts so far, one JSON line ({"client.id": {"Produce": n, ...}})
+  local before; before=$(wc -l < "$WORK/proxy.stdout")
+  kill -USR1 "$PROXY_PID" 2>/dev/null || { echo "{}"; return; }
+  local i; for i in $(seq 1 50); do [ "$(wc -l < "$WORK/proxy.stdout")" -gt "$before" ] && break; sleep 0.1; done
+  tail -n 1 "$WORK/proxy.stdout"
 }
 
 bl_fsync_probe() { # bl_fsync_probe DIR: p50/p99 of (4 KiB pwrite + fsync) on DIR's filesystem, 300 rounds; prints JSON

@@ -83,6 +83,39 @@ def main():
                        f"{r['fhir_records']} | {mib(r['rss_kb'])} | {r['cpu_pct']} | {'yes' if r['clean'] else 'CONTAMINATED'} |")
         out.append("")
 
+    kp = [r for r in rows if r.get("suite") == "kafka-pipe"]
+    if kp:
+        out.append("### Kafka pipeline at a fixed offered rate (README layout: Tansu + `serve --no-transform` on CPU 0, "
+                   "`transform` on CPU 1; ORU^R01 8 OBX, 8 connections)\n")
+        out.append("| run | offered msg/s | reached msgs/s | ACK p50 / p99 ms | e2e p50 / p99 ms | CPU µs per message | "
+                   "Kafka requests per message | clean |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for r in kp:
+            cpu = ", ".join(f"{k} {v}" for k, v in (r.get("cpu_us_per_msg") or {}).items())
+            req = "; ".join(f"{c}: " + ", ".join(f"{a} {n}" for a, n in apis.items() if n >= 0.01)
+                            for c, apis in (r.get("requests_per_msg") or {}).items()) or "–"
+            out.append(f"| {r['label']} | {r['offered_rate']} | {f(r.get('msgs_per_s'))} | {r.get('p50_ms', 0):.2f} / "
+                       f"{r.get('p99_ms', 0):.2f} | {f(r.get('e2e_p50_ms'), 1)} / {f(r.get('e2e_p99_ms'), 1)} | {cpu} | {req} | "
+                       f"{'yes' if r['clean'] else 'CONTAMINATED'} |")
+        out.append("")
+    kg = [r for r in rows if r.get("suite") == "kafka-growth"]
+    if kg:
+        out.append(f"### Tansu over time (same layout, {kg[0]['rate']} msg/s offered): CPU µs per message, by 15 s window\n")
+        out.append("| window | Tansu | bridge | transform |")
+        out.append("|---|---|---|---|")
+        for r in kg:
+            out.append(f"| {r['window']} | {r['tansu_us']} | {r['bridge_us']} | {r['transform_us']} |")
+        out.append("")
+    kpl = [r for r in rows if r.get("suite") == "kafka-pipeline"]
+    if kpl:
+        out.append("### Whole pipeline on Kafka (same layout): ORU^R01 8 OBX, 8 connections, until every FHIR record is visible\n")
+        out.append("| N | msgs/s ACKed | whole-pipeline msgs/s (to FHIR visible to a reader) | e2e p50 / p99 ms | clean |")
+        out.append("|---|---|---|---|---|")
+        for r in kpl:
+            out.append(f"| {r.get('n')} | {f(r.get('msgs_per_s'))} | {f(r.get('pipeline_msgs_per_s'))} | "
+                       f"{f(r.get('e2e_p50_ms'), 1)} / {f(r.get('e2e_p99_ms'), 1)} | {'yes' if r['clean'] else 'CONTAMINATED'} |")
+        out.append("")
+
     for r in (r for r in rows if r.get("suite") == "fsync"):
         out.append(f"**Disk:** 4 KiB write + fsync at the {r['when']} of the run: p50 {r['fsync_p50_ms']} ms, p99 {r['fsync_p99_ms']} ms.\n")
     idle = [r for r in rows if r.get("suite") == "idle"]

@@ -5,10 +5,20 @@ polls the FHIR topics.
 
     scripts/e2e-latency.py --sqlite DATA_DIR/hl7bridge.db --seconds 30
     scripts/e2e-latency.py --kafka 127.0.0.1:19092 --seconds 30   # needs confluent-kafka
+    scripts/e2e-latency.py --kafka 127.0.0.1:19092 --seconds 120 --expect 20000
 
 One latency per raw message (the first FHIR record seen for its source
 coordinates). Prints count, p50, p90, p99 and max in milliseconds, as JSON.
 The reader polls every millisecond, so figures include up to 1 ms of polling.
+
+--expect N: stop as soon as N raw messages have FHIR records, and also print
+`last_at` (epoch seconds at which the N-th became visible): the whole pipeline's
+end, for a run of N messages (bounded by --seconds all the same).
+
+On Kafka the reader's `fetch.wait.max.ms` is 1 ms by default: Tansu 0.6 holds
+a fetch for the full wait even when records are there, so the wait adds to
+every figure. Each fetch costs the broker CPU, though (about 1,000 fetch
+requests a second), so `--fetch-wait-ms` can trade one for the other.
 """
 import argparse, datetime, json, sqlite3, sys, time
 
@@ -22,7 +32,7 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))] if xs else None
 
 
-def from_sqlite(path, seconds):
+def from_sqlite(path, seconds, expect=None):
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     last = db.execute("SELECT COALESCE(MAX(id), 0) FROM records").fetchone()[0]
     seen, lat = set(), []
@@ -42,15 +52,17 @@ def from_sqlite(path, seconds):
                 continue
             seen.add(src)
             lat.append(now - received_ms(h["bridge.received_at"]))
+        if expect and len(lat) >= expect:
+            break
         time.sleep(0.001)
     return lat
 
 
-def from_kafka(brokers, seconds):
+def from_kafka(brokers, seconds, expect=None, fetch_wait_ms=1):
     from confluent_kafka import Consumer
     c = Consumer({"bootstrap.servers": brokers, "group.id": f"e2e-{time.time()}",
-                  "auto.offset.reset": "latest", "enable.auto.commit": False,
-                  "fetch.wait.max.ms": 1})
+                  "client.id": "e2e-latency", "auto.offset.reset": "latest",
+                  "enable.auto.commit": False, "fetch.wait.max.ms": fetch_wait_ms})
     c.subscribe(["fhir.encounter", "fhir.observation"])
     seen, lat = set(), []
     end = time.time() + seconds
@@ -65,6 +77,8 @@ def from_kafka(brokers, seconds):
             continue
         seen.add(src)
         lat.append(now - received_ms(h["bridge.received_at"]))
+        if expect and len(lat) >= expect:
+            break
     c.close()
     return lat
 
@@ -74,10 +88,16 @@ def main():
     ap.add_argument("--sqlite")
     ap.add_argument("--kafka")
     ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--expect", type=int)
+    ap.add_argument("--fetch-wait-ms", type=int, default=1)
     a = ap.parse_args()
-    lat = from_sqlite(a.sqlite, a.seconds) if a.sqlite else from_kafka(a.kafka, a.seconds)
+    if a.sqlite:
+        lat = from_sqlite(a.sqlite, a.seconds, a.expect)
+    else:
+        lat = from_kafka(a.kafka, a.seconds, a.expect, a.fetch_wait_ms)
     print(json.dumps({"count": len(lat), "p50_ms": pct(lat, 50), "p90_ms": pct(lat, 90),
-                      "p99_ms": pct(lat, 99), "max_ms": max(lat) if lat else None}))
+                      "p99_ms": pct(lat, 99), "max_ms": max(lat) if lat else None,
+                      "last_at": time.time() if a.expect and len(lat) >= a.expect else None}))
 
 
 if __name__ == "__main__":

@@ -112,6 +112,11 @@ impl KafkaStage {
         c.set("enable.gapless.guarantee", "true");
         c.set("message.timeout.ms", "0");
         c.set("linger.ms", "5");
+        // The ACK path's single request in flight (see `producer_config`)
+        // showed no gain for the stage (tried with linger.ms=0: BENCHMARKS.md,
+        // issue 16), which batches by linger and catches up on backlogs: it
+        // keeps librdkafka's default.
+        c.set("max.in.flight.requests.per.connection", "5");
         for (k, v) in &self.kafka.properties {
             if k != "message.timeout.ms" {
                 c.set(k, v);
