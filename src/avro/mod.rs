@@ -20,7 +20,6 @@ use fast::Plan;
 
 pub use convert::{to_avro, to_fhir};
 pub use decimal::{PRECISION_URL, TEXT_URL};
-pub use fast::{SharedDatums, SHARED};
 
 /// The registered text of the Encounter schema (record `fhir.Encounter`).
 pub const ENCOUNTER_AVSC: &str = include_str!("../../schemas/fhir.Encounter.avsc");
@@ -197,24 +196,10 @@ impl Encoder<'_> {
         resource: &T,
         out: &mut Vec<u8>,
     ) -> Result<(), AvroError> {
-        self.encode_resource_sharing(resource_type, resource, out, None)
-    }
-
-    /// [`Encoder::encode_resource_into`] for one of several resources of a
-    /// message: the values they share (marked [`SHARED`]) are written once
-    /// per schema field into `shared` and copied from there after that. The
-    /// bytes are the same as without it.
-    pub fn encode_resource_sharing<T: serde::Serialize + ?Sized>(
-        &self,
-        resource_type: &str,
-        resource: &T,
-        out: &mut Vec<u8>,
-        shared: Option<&SharedDatums>,
-    ) -> Result<(), AvroError> {
         let start = out.len();
         if self
             .plan
-            .encode_serialize(resource_type, resource, out, shared)
+            .encode_serialize(resource_type, resource, out)
             .is_ok()
         {
             return Ok(());
@@ -354,9 +339,7 @@ mod tests {
                     for r in resources {
                         let e = schemas.encoder(r.resource_type()).unwrap();
                         let mut direct = Vec::new();
-                        let encoded =
-                            e.plan
-                                .encode_serialize(r.resource_type(), r, &mut direct, None);
+                        let encoded = e.plan.encode_serialize(r.resource_type(), r, &mut direct);
                         assert!(
                             encoded.is_ok(),
                             "{}: a {} goes through JSON: {:?}",
@@ -371,37 +354,5 @@ mod tests {
             }
         }
         assert!(checked > 60, "{checked} resources");
-    }
-
-    /// The subject and meta every resource of a message shares are written
-    /// once per schema field, and the copies are the bytes of a full walk.
-    #[test]
-    fn what_the_resources_of_a_message_share_is_written_once_per_schema_field() {
-        let schemas = FhirSchemas::builtin();
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/oru_r01_20obx.hl7");
-        let raw = std::fs::read(path).unwrap();
-        Mapper::default()
-            .map_with(&raw, |resources, _| {
-                let shared = SharedDatums::default();
-                let mut observations = 0;
-                for r in resources {
-                    let e = schemas.encoder(r.resource_type()).unwrap();
-                    let (mut alone, mut sharing) = (Vec::new(), Vec::new());
-                    e.encode_resource_into(r.resource_type(), r, &mut alone)
-                        .unwrap();
-                    e.encode_resource_sharing(r.resource_type(), r, &mut sharing, Some(&shared))
-                        .unwrap();
-                    assert_eq!(sharing, alone, "a {}", r.resource_type());
-                    observations += usize::from(r.resource_type() == "Observation");
-                }
-                assert_eq!(observations, 20);
-                // Per resource type, one `meta` and one `subject` datum (the
-                // Patient has no subject), however many Observations there are.
-                let types: std::collections::BTreeSet<_> =
-                    resources.iter().map(|r| r.resource_type()).collect();
-                assert_eq!(shared.len(), 2 * types.len() - 1, "{types:?}");
-            })
-            .unwrap();
     }
 }

@@ -241,7 +241,6 @@ impl Stage {
                 count: count.to_string(),
                 key: src.key,
                 timestamp_ms: now_ms(),
-                datums: avro::SharedDatums::default(),
             };
             let mut out = Vec::with_capacity(count);
             for (index, resource) in resources.iter().enumerate() {
@@ -296,7 +295,7 @@ impl Stage {
         let mut value = Vec::with_capacity(hint.load(Ordering::Relaxed) + 64);
         value.extend_from_slice(&avro::wire_header(id));
         encoder
-            .encode_resource_sharing(kind, resource, &mut value, Some(&shared.datums))
+            .encode_resource_into(kind, resource, &mut value)
             .map_err(|e| e.to_string())?;
         hint.store(value.len(), Ordering::Relaxed);
         headers.push((h::SOURCE_INDEX.into(), index.to_string()));
@@ -371,9 +370,6 @@ struct Shared<'a> {
     count: String,
     key: Option<&'a str>,
     timestamp_ms: i64,
-    /// The Avro datums of the subject and meta the resources share, written
-    /// once per schema field.
-    datums: avro::SharedDatums,
 }
 
 fn provenance(src: &Source<'_>, index: usize, count: usize) -> Vec<(String, String)> {

@@ -61,7 +61,7 @@ pub(super) fn map<'a>(
             .into_iter()
             .collect(),
         code,
-        subject: ctx.subject.as_ref(),
+        subject: ctx.subject.clone(),
         encounter: encounter_ref(ctx),
         effective_date_time: (!ended)
             .then(|| datetime(first_part(start, d.component), tz))

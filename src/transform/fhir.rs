@@ -19,43 +19,6 @@ pub use resources::*;
 /// change, owned otherwise.
 pub type Text<'a> = Cow<'a, str>;
 
-/// A value every resource of the message carries (its `meta`, its
-/// `subject`): serialized as the value itself, marked so that the Avro
-/// encoder writes its datum once per message and schema field and copies
-/// it after that ([`crate::avro::SharedDatums`]).
-pub struct Shared<'r, T: ?Sized>(pub &'r T);
-
-impl<T: Serialize + ?Sized> Serialize for Shared<'_, T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_newtype_struct(crate::avro::SHARED, self.0)
-    }
-}
-
-/// `serialize_with` for a `meta` member ([`Shared`]).
-pub(crate) fn shared_meta<S: Serializer>(meta: &Meta<'_>, s: S) -> Result<S::Ok, S::Error> {
-    Shared(meta).serialize(s)
-}
-
-/// `serialize_with` for a required `subject` member ([`Shared`]).
-pub(crate) fn shared_reference<S: Serializer>(
-    subject: &Reference<'_>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    Shared(subject).serialize(s)
-}
-
-/// `serialize_with` for an optional `subject` member ([`Shared`]); absent
-/// subjects are skipped before this is called.
-pub(crate) fn shared_subject<S: Serializer>(
-    subject: &Option<&Reference<'_>>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match subject {
-        Some(r) => Shared(*r).serialize(s),
-        None => s.serialize_none(),
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Coding<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -290,7 +253,6 @@ pub struct Encounter<'a> {
     pub resource_type: &'static str,
     pub id: Text<'a>,
     /// The message's meta, owned when PV2-22 adds a security label.
-    #[serde(serialize_with = "shared_meta")]
     pub meta: Cow<'a, Meta<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub identifier: Vec<Identifier<'a>>,
@@ -300,10 +262,7 @@ pub struct Encounter<'a> {
     pub type_: Vec<CodeableConcept<'a>>,
     #[serde(rename = "serviceType", skip_serializing_if = "Option::is_none")]
     pub service_type: Option<CodeableConcept<'a>>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "shared_subject"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<&'a Reference<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub participant: Vec<Participant<'a>>,
@@ -427,11 +386,11 @@ impl Serialize for Observation<'_> {
         let mut o = s.serialize_struct("Observation", 22)?;
         o.serialize_field("resourceType", "Observation")?;
         o.serialize_field("id", &self.id)?;
-        o.serialize_field("meta", &Shared(self.meta))?;
+        o.serialize_field("meta", self.meta)?;
         o.serialize_field("status", &self.status)?;
         o.serialize_field("code", &self.code)?;
         if let Some(subject) = self.subject {
-            o.serialize_field("subject", &Shared(subject))?;
+            o.serialize_field("subject", subject)?;
         }
         if let Some(e) = &self.encounter {
             o.serialize_field("encounter", e)?;

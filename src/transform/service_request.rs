@@ -151,7 +151,7 @@ pub(super) fn map<'a>(
         quantity_quantity: cq_quantity(field(tq1, 2), d),
         // The IG maps an order without a patient to a SupplyRequest, which
         // the bridge does not emit.
-        subject: ctx.subject.as_ref()?,
+        subject: ctx.subject.clone()?,
         encounter: encounter_ref(ctx),
         occurrence_date_time,
         authored_on,

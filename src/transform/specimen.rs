@@ -101,7 +101,7 @@ fn from_spm<'a>(
         accession_identifier: accession,
         status: lookup(codes::SPECIMEN_AVAILABILITY, first(20)),
         type_: codeable_concept(first(4), d, t, Some("0487")),
-        subject: ctx.subject.as_ref(),
+        subject: ctx.subject.clone(),
         received_time: datetime(first_part(first(18), d.component), tz),
         parent: reps(3)
             .flat_map(|p| eip(p, d, ctx))
@@ -166,7 +166,7 @@ fn from_obr<'a>(
         accession_identifier: accession,
         status: None,
         type_: source,
-        subject: ctx.subject.as_ref(),
+        subject: ctx.subject.clone(),
         received_time: datetime(first_part(first(14), d.component), tz),
         parent: Vec::new(),
         collection: (!collection.is_empty()).then_some(collection),

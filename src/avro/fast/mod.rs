@@ -27,8 +27,6 @@ use super::decimal::{self, Companion};
 
 mod ser;
 
-pub use ser::{SharedDatums, SHARED};
-
 /// A compiled schema: what the encoder needs of it, nothing else.
 #[derive(Debug, Clone)]
 pub(super) struct Plan {

@@ -1,7 +1,5 @@
 //! Encoding straight from the mapper's typed resources through serde.
 
-use std::cell::RefCell;
-
 use super::*;
 
 /// Encoding straight from a `serde::Serialize` value (the mapper's typed
@@ -16,7 +14,6 @@ impl Plan {
         resource_type: &str,
         value: &T,
         out: &mut Vec<u8>,
-        shared: Option<&SharedDatums>,
     ) -> Fit {
         if self
             .resource_type
@@ -29,75 +26,7 @@ impl Plan {
             plan: self,
             node: &Node::Record(0),
             out,
-            shared,
         })
-    }
-}
-
-/// The name under which a value every resource of a message shares (its
-/// subject, its meta) is handed to the serializer, as a newtype struct:
-/// serde_json writes the value itself, and this walk writes its datum once
-/// per message and schema field, then copies those bytes
-/// (see [`SharedDatums`]).
-pub const SHARED: &str = "hl7bridge::avro::shared";
-
-/// The datums of the shared values written so far for one message.
-///
-/// A datum is reused only for the same value (its address and type) written
-/// as the same schema node of the same plan, so a hit gives exactly the
-/// bytes the walk would write. Addresses identify values only while they
-/// live: one `SharedDatums` must not outlive the resources it was used for
-/// (the stage makes one per input record).
-#[derive(Debug, Default)]
-pub struct SharedDatums(RefCell<Memo>);
-
-#[derive(Debug, Default)]
-struct Memo {
-    bytes: Vec<u8>,
-    /// (value address, type name address, plan address, node address) and
-    /// where that datum is in `bytes`.
-    datums: Vec<([usize; 4], std::ops::Range<usize>)>,
-}
-
-impl SharedDatums {
-    /// How many datums it holds.
-    pub fn len(&self) -> usize {
-        self.0.borrow().datums.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Writes `value` as `s.node`, from the memo when it holds that datum.
-    fn write<T: serde::Serialize + ?Sized>(&self, s: Ser<'_, '_>, value: &T) -> Fit {
-        let key = [
-            std::ptr::from_ref(value).cast::<()>() as usize,
-            std::any::type_name::<T>().as_ptr() as usize,
-            std::ptr::from_ref(s.plan) as usize,
-            std::ptr::from_ref(s.node) as usize,
-        ];
-        {
-            let memo = self.0.borrow();
-            if let Some((_, at)) = memo.datums.iter().find(|(k, _)| *k == key) {
-                s.out.extend_from_slice(&memo.bytes[at.clone()]);
-                return Ok(());
-            }
-        }
-        let start = s.out.len();
-        let out: &mut Vec<u8> = s.out;
-        value.serialize(Ser {
-            plan: s.plan,
-            node: s.node,
-            out: &mut *out,
-            shared: s.shared,
-        })?;
-        let mut memo = self.0.borrow_mut();
-        let from = memo.bytes.len();
-        memo.bytes.extend_from_slice(&out[start..]);
-        let to = memo.bytes.len();
-        memo.datums.push((key, from..to));
-        Ok(())
     }
 }
 
@@ -120,7 +49,6 @@ struct Ser<'p, 'o> {
     plan: &'p Plan,
     node: &'p Node,
     out: &'o mut Vec<u8>,
-    shared: Option<&'o SharedDatums>,
 }
 
 impl<'p, 'o> Ser<'p, 'o> {
@@ -187,13 +115,10 @@ impl<'p, 'o> serde::Serializer for Ser<'p, 'o> {
 
     fn serialize_newtype_struct<T: serde::Serialize + ?Sized>(
         self,
-        name: &'static str,
+        _name: &'static str,
         value: &T,
     ) -> Fit {
-        match self.shared {
-            Some(memo) if name == SHARED => memo.write(self, value),
-            _ => value.serialize(self),
-        }
+        value.serialize(self)
     }
 
     fn serialize_seq(self, len: Option<usize>) -> Result<SeqSer<'p, 'o>, Mismatch> {
@@ -208,7 +133,6 @@ impl<'p, 'o> serde::Serializer for Ser<'p, 'o> {
             items,
             left: len,
             out: s.out,
-            shared: s.shared,
         })
     }
 
@@ -236,7 +160,6 @@ impl<'p, 'o> serde::Serializer for Ser<'p, 'o> {
             plan: s.plan,
             kind,
             out: s.out,
-            shared: s.shared,
         })
     }
 
@@ -332,7 +255,6 @@ struct SeqSer<'p, 'o> {
     items: &'p Node,
     left: usize,
     out: &'o mut Vec<u8>,
-    shared: Option<&'o SharedDatums>,
 }
 
 impl serde::ser::SerializeSeq for SeqSer<'_, '_> {
@@ -345,7 +267,6 @@ impl serde::ser::SerializeSeq for SeqSer<'_, '_> {
             plan: self.plan,
             node: self.items,
             out: &mut *self.out,
-            shared: self.shared,
         })
     }
 
@@ -375,7 +296,6 @@ struct StructSer<'p, 'o> {
     plan: &'p Plan,
     kind: Kind<'p>,
     out: &'o mut Vec<u8>,
-    shared: Option<&'o SharedDatums>,
 }
 
 impl serde::ser::SerializeStruct for StructSer<'_, '_> {
@@ -400,7 +320,6 @@ impl serde::ser::SerializeStruct for StructSer<'_, '_> {
                             plan: self.plan,
                             node: &f.node,
                             out: &mut *self.out,
-                            shared: self.shared,
                         });
                     }
                     f.write_absent(self.out)?;
@@ -426,7 +345,6 @@ impl serde::ser::SerializeStruct for StructSer<'_, '_> {
                         plan: self.plan,
                         node: &Node::String,
                         out: &mut *self.out,
-                        shared: self.shared,
                     }),
                 }
             }

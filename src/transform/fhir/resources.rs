@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use super::{
-    shared_meta, shared_reference, shared_subject, Attachment, CodeableConcept, Element, Extension,
-    Identifier, Meta, Period, Quantity, Reference, Text, TextOnly,
+    Attachment, CodeableConcept, Element, Extension, Identifier, Meta, Period, Quantity, Reference,
+    Text, TextOnly,
 };
 
 #[derive(Debug, Clone, Serialize)]
@@ -81,7 +81,6 @@ pub struct Patient<'a> {
     #[serde(rename = "resourceType")]
     pub resource_type: &'static str,
     pub id: Text<'a>,
-    #[serde(serialize_with = "shared_meta")]
     pub meta: &'a Meta<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extension: Vec<Extension<'a>>,
@@ -130,7 +129,6 @@ pub struct DiagnosticReport<'a> {
     #[serde(rename = "resourceType")]
     pub resource_type: &'static str,
     pub id: Text<'a>,
-    #[serde(serialize_with = "shared_meta")]
     pub meta: &'a Meta<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub identifier: Vec<Identifier<'a>>,
@@ -140,11 +138,8 @@ pub struct DiagnosticReport<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub category: Vec<CodeableConcept<'a>>,
     pub code: CodeableConcept<'a>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "shared_subject"
-    )]
-    pub subject: Option<&'a Reference<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Reference<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encounter: Option<Reference<'a>>,
     #[serde(rename = "effectiveDateTime", skip_serializing_if = "Option::is_none")]
@@ -176,7 +171,6 @@ pub struct ServiceRequest<'a> {
     #[serde(rename = "resourceType")]
     pub resource_type: &'static str,
     pub id: Text<'a>,
-    #[serde(serialize_with = "shared_meta")]
     pub meta: &'a Meta<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub identifier: Vec<Identifier<'a>>,
@@ -194,8 +188,7 @@ pub struct ServiceRequest<'a> {
     pub order_detail: Vec<CodeableConcept<'a>>,
     #[serde(rename = "quantityQuantity", skip_serializing_if = "Option::is_none")]
     pub quantity_quantity: Option<Quantity<'a>>,
-    #[serde(serialize_with = "shared_reference")]
-    pub subject: &'a Reference<'a>,
+    pub subject: Reference<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encounter: Option<Reference<'a>>,
     #[serde(rename = "occurrenceDateTime", skip_serializing_if = "Option::is_none")]
@@ -309,7 +302,6 @@ pub struct Specimen<'a> {
     #[serde(rename = "resourceType")]
     pub resource_type: &'static str,
     pub id: Text<'a>,
-    #[serde(serialize_with = "shared_meta")]
     pub meta: &'a Meta<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub identifier: Vec<Identifier<'a>>,
@@ -322,11 +314,8 @@ pub struct Specimen<'a> {
     pub status: Option<&'static str>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_: Option<CodeableConcept<'a>>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "shared_subject"
-    )]
-    pub subject: Option<&'a Reference<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Reference<'a>>,
     #[serde(rename = "receivedTime", skip_serializing_if = "Option::is_none")]
     pub received_time: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
