@@ -249,7 +249,37 @@ fn encode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, process, map, encode);
+/// One Observation id as the mapper derives it (`transform::resource_id`:
+/// SHA-256 over the parts, each followed by 0x1f; the first 20 bytes in
+/// hex), for the first OBX of the bench ORU^R01: two SHA-256 blocks. Under
+/// valgrind `sha2` runs its software rounds; here it runs what the CPU
+/// offers (SHA-NI where present), which is what the product runs.
+fn sha256_id(c: &mut Criterion) {
+    use sha2::{Digest, Sha256};
+    let parts = [
+        "Observation",
+        "GENHOSP",
+        "FIL50010",
+        "1",
+        "2345-7^Glucose [Mass/volume] in Serum or Plasma^LN",
+        "1",
+    ];
+    let mut g = c.benchmark_group("sha256_id");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("observation", |b| {
+        b.iter(|| {
+            let mut h = Sha256::new();
+            for p in black_box(&parts) {
+                h.update(p.as_bytes());
+                h.update([0x1f]);
+            }
+            h.finalize()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, process, map, encode, sha256_id);
 
 /// `STAGE_PROFILE=<case|all> [STAGE_PROFILE_ITERS=n] cargo bench --bench stage`
 /// skips criterion and calls `Stage::process` n times (default 1000) per case

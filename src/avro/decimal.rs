@@ -84,11 +84,12 @@ pub fn split(text: &str) -> Result<(f64, Option<Companion>), NotADouble> {
     if !d.is_finite() {
         return Err(NotADouble);
     }
-    if shortest(d) == text {
+    // Compared as they are printed: no string per decimal.
+    if prints_as(format_args!("{d}"), text) {
         return Ok((d, None));
     }
     if let Some(p) = fixed_digits_after_point(text) {
-        if p <= MAX_PRECISION && format!("{d:.p$}") == text {
+        if p <= MAX_PRECISION && prints_as(format_args!("{d:.p$}"), text) {
             let p = u32::try_from(p).map_err(|_| NotADouble)?;
             return Ok((d, Some(Companion::Precision(p))));
         }
@@ -125,6 +126,21 @@ pub fn join(d: f64, companion: Option<&Companion>) -> Result<Number, NotADouble>
 /// The shortest text that reads back as `d`, without an exponent.
 fn shortest(d: f64) -> String {
     format!("{d}")
+}
+
+/// Whether `args` prints exactly `text`, compared piece by piece as it is
+/// written rather than after collecting it into a string.
+fn prints_as(args: std::fmt::Arguments<'_>, text: &str) -> bool {
+    /// The part of the text not matched yet; an error at the first difference.
+    struct Rest<'t>(&'t str);
+    impl std::fmt::Write for Rest<'_> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 = self.0.strip_prefix(s).ok_or(std::fmt::Error)?;
+            Ok(())
+        }
+    }
+    let mut rest = Rest(text);
+    std::fmt::write(&mut rest, args).is_ok() && rest.0.is_empty()
 }
 
 /// `-?digits(.digits)?` → the count of digits after the point.
@@ -173,6 +189,19 @@ mod tests {
         ] {
             assert_eq!(round_trip(t), Some(Companion::Text(t.to_owned())), "{t}");
         }
+    }
+
+    #[test]
+    fn printed_text_is_compared_whole() {
+        assert!(prints_as(format_args!("{}", 1.5), "1.5"));
+        assert!(prints_as(format_args!("{:.2}", 0.5), "0.50"));
+        assert!(!prints_as(format_args!("{}", 1.5), "1.50"), "longer text");
+        assert!(
+            !prints_as(format_args!("{:.2}", 0.5), "0.5"),
+            "shorter text"
+        );
+        assert!(!prints_as(format_args!("{}", 1.5), "1.4"));
+        assert!(prints_as(format_args!("{}{}", "a", "b"), "ab"), "in pieces");
     }
 
     #[test]

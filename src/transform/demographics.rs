@@ -34,7 +34,7 @@ pub fn encounter_ref<'a>(ctx: &'a Context<'a>) -> Option<Reference<'a>> {
 
 /// An FT/TX field (NTE-3, TQ1-11) as one note, its repetitions as lines.
 pub fn note_text<'a>(f: &str, d: &Delimiters) -> Option<TextOnly<'a>> {
-    let mut lines = String::new();
+    let mut lines = String::with_capacity(f.len());
     for r in f.split(d.repetition) {
         push_string(r, d, "\n", &mut lines);
     }
@@ -125,7 +125,8 @@ pub fn contact_point<'a>(
     } else {
         string(p.get(11), d)
             .or_else(|| {
-                let mut n = String::new();
+                // The digits, a `+` and ` X`: about the field's length.
+                let mut n = String::with_capacity(v.len() + 2);
                 if push_string(p.get(4), d, "", &mut n) {
                     n.insert(0, '+');
                 }

@@ -220,12 +220,15 @@ pub(crate) fn resource_id(parts: &[&str]) -> String {
         h.update([0x1f]);
     }
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(40);
-    for &b in h.finalize().iter().take(20) {
-        id.push(char::from(HEX[usize::from(b >> 4)]));
-        id.push(char::from(HEX[usize::from(b & 0xf)]));
+    // The hex digits into a fixed buffer, then one string: no per-digit
+    // capacity check (ids are made for every resource of every message).
+    let mut hex = [0u8; 40];
+    for (pair, &b) in hex.chunks_exact_mut(2).zip(h.finalize().iter()) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
-    id
+    // Always ASCII: the check passes, and is a short word-at-a-time scan.
+    String::from(std::str::from_utf8(&hex).unwrap_or_default())
 }
 
 /// `meta.source`: which message this came from (sender and control ID).

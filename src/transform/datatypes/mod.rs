@@ -543,7 +543,8 @@ pub fn practitioner_ref<'a>(v: &'a str, d: &Delimiters, t: &Tables) -> Option<Re
     let id = string(p.get(0), d);
     // XCN-2 is FN: its first subcomponent is the surname.
     let family = first_part(p.get(1), d.subcomponent);
-    let mut name = String::new();
+    // The name is at most the field's length: one allocation, no regrowth.
+    let mut name = String::with_capacity(v.len());
     for s in [p.get(5), p.get(2), p.get(3), family] {
         push_string(s, d, " ", &mut name);
     }
@@ -570,7 +571,7 @@ pub fn practitioner_ref<'a>(v: &'a str, d: &Delimiters, t: &Tables) -> Option<Re
 /// PL to a Location reference with a readable display (point of care, room, bed, facility).
 pub fn location_ref<'a>(v: &'a str, d: &Delimiters) -> Option<Reference<'a>> {
     let p = parts(v, d.component);
-    let mut names = String::new();
+    let mut names = String::with_capacity(v.len());
     for i in 0..4 {
         push_string(first_part(p.get(i), d.subcomponent), d, " ", &mut names);
     }

@@ -241,7 +241,7 @@ fn map_one<'a>(
     let note = notes
         .iter()
         .filter_map(|f| {
-            let mut lines = String::new();
+            let mut lines = String::with_capacity(f.len());
             for r in f.split(d.repetition) {
                 push_string(r, d, "\n", &mut lines);
             }
