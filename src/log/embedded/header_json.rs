@@ -10,6 +10,8 @@
 
 /// Appends the headers' JSON to `out`.
 pub(super) fn write(out: &mut String, headers: &[(String, String)]) {
+    // Room for every plain pair at once: brackets, quotes and commas.
+    out.reserve(2 + headers.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>());
     out.push('[');
     for (i, (name, value)) in headers.iter().enumerate() {
         if i > 0 {
@@ -25,7 +27,7 @@ pub(super) fn write(out: &mut String, headers: &[(String, String)]) {
 }
 
 fn string(out: &mut String, s: &str) {
-    if needs_escape(s) {
+    if needs_escape(s.as_bytes()) {
         // serde_json cannot fail on a string written to memory.
         out.push_str(&serde_json::to_string(s).unwrap_or_default());
     } else {
@@ -40,14 +42,27 @@ fn string(out: &mut String, s: &str) {
 /// Eight bytes at a time: header strings are mostly shorter than the
 /// compiler's vector loops start at, and a byte loop cost as much as
 /// serde_json's.
-fn needs_escape(s: &str) -> bool {
-    s.as_bytes().chunks(8).any(|chunk| {
-        // Padded with a byte that needs no escape.
-        let mut word = [b' '; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
-        has_byte_below(w, 0x20) || has_byte(w, b'"') || has_byte(w, b'\\')
-    })
+fn needs_escape(b: &[u8]) -> bool {
+    if b.len() < 8 {
+        return b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+    }
+    let mut words = b.chunks_exact(8);
+    if words.by_ref().any(|w| word_needs_escape(word(w))) {
+        return true;
+    }
+    // The last bytes, as the final eight (overlapping bytes already seen).
+    !words.remainder().is_empty() && word_needs_escape(word(&b[b.len() - 8..]))
+}
+
+/// Eight bytes as one word; `w` is always eight bytes long.
+fn word(w: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(w);
+    u64::from_le_bytes(a)
+}
+
+fn word_needs_escape(w: u64) -> bool {
+    has_byte_below(w, 0x20) || has_byte(w, b'"') || has_byte(w, b'\\')
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -101,14 +116,14 @@ mod tests {
 
     #[test]
     fn every_byte_at_every_position_is_judged_as_serde_json_judges_it() {
-        for len in 1..=17 {
+        for len in 1..=24 {
             for at in 0..len {
                 for b in 0u8..=0x7f {
                     let mut s = vec![b'a'; len];
                     s[at] = b;
                     let s = String::from_utf8(s).unwrap();
                     let serde_escapes = serde_json::to_string(&s).unwrap().len() != s.len() + 2;
-                    assert_eq!(needs_escape(&s), serde_escapes, "byte {b:#x} at {at} of {len}");
+                    assert_eq!(needs_escape(s.as_bytes()), serde_escapes, "byte {b:#x} at {at} of {len}");
                 }
             }
         }
