@@ -11,13 +11,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::dedup::{self, DedupKey, Seen};
-use low_priority::LowPriorityThread;
 use super::progress::{self, StageCommit};
 use super::{now_ms, Source, Stage, StageConfig, StageError};
 use crate::internal_events as ev;
 use crate::log::embedded::{EmbeddedLog, EmbeddedReader};
 use crate::record::Record;
 use crate::record::{StoredRecord, WithHeaders};
+use low_priority::LowPriorityThread;
 
 mod low_priority;
 

@@ -11,7 +11,12 @@
 /// Appends the headers' JSON to `out`.
 pub(super) fn write(out: &mut String, headers: &[(String, String)]) {
     // Room for every plain pair at once: brackets, quotes and commas.
-    out.reserve(2 + headers.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>());
+    out.reserve(
+        2 + headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 8)
+            .sum::<usize>(),
+    );
     out.push('[');
     for (i, (name, value)) in headers.iter().enumerate() {
         if i > 0 {
@@ -98,8 +103,26 @@ mod tests {
     fn the_column_is_byte_for_byte_what_serde_json_writes() {
         // Every piece serde_json treats differently, alone and in pairs.
         let pieces = [
-            "", "a", "hl7.control_id", "\"", "\\", "/", "\n", "\r", "\t", "\u{8}", "\u{c}",
-            "\u{0}", "\u{1f}", "\u{7f}", " ", "é", "日本", "\u{2028}", "😀", "x\"y\\z",
+            "",
+            "a",
+            "hl7.control_id",
+            "\"",
+            "\\",
+            "/",
+            "\n",
+            "\r",
+            "\t",
+            "\u{8}",
+            "\u{c}",
+            "\u{0}",
+            "\u{1f}",
+            "\u{7f}",
+            " ",
+            "é",
+            "日本",
+            "\u{2028}",
+            "😀",
+            "x\"y\\z",
         ];
         let mut values: Vec<String> = pieces.iter().map(|p| p.to_string()).collect();
         for a in pieces {
@@ -108,7 +131,10 @@ mod tests {
             }
         }
         for v in &values {
-            let headers = vec![(v.clone(), "plain".to_owned()), ("plain".to_owned(), v.clone())];
+            let headers = vec![
+                (v.clone(), "plain".to_owned()),
+                ("plain".to_owned(), v.clone()),
+            ];
             assert_eq!(ours(&headers), serde(&headers), "value {v:?}");
         }
         assert_eq!(ours(&[]), serde(&[]));
@@ -123,7 +149,11 @@ mod tests {
                     s[at] = b;
                     let s = String::from_utf8(s).unwrap();
                     let serde_escapes = serde_json::to_string(&s).unwrap().len() != s.len() + 2;
-                    assert_eq!(needs_escape(s.as_bytes()), serde_escapes, "byte {b:#x} at {at} of {len}");
+                    assert_eq!(
+                        needs_escape(s.as_bytes()),
+                        serde_escapes,
+                        "byte {b:#x} at {at} of {len}"
+                    );
                 }
             }
         }

@@ -34,9 +34,9 @@ use futures::FutureExt;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use queue::{Next, Queues};
 pub use reader::EmbeddedReader;
 pub use schema::DB_FILE;
-use queue::{Next, Queues};
 use schema::SCHEMA;
 use writer::WriterState;
 

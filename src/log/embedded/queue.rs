@@ -98,7 +98,12 @@ mod tests {
         let first = q.next().unwrap();
         assert_eq!(topic(&first), ("ingest", "raw-1"));
         // The rest of the waiting ingest joins the same group commit.
-        assert_eq!(q.more_ingest().map(|a| a.records[0].topic.clone()).as_deref(), Some("raw-2"));
+        assert_eq!(
+            q.more_ingest()
+                .map(|a| a.records[0].topic.clone())
+                .as_deref(),
+            Some("raw-2")
+        );
         assert!(q.more_ingest().is_none());
         assert_eq!(topic(&q.next().unwrap()), ("derived", "stage-1"));
         // An ingest append that arrives meanwhile again goes first.
