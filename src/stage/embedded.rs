@@ -17,6 +17,9 @@ use crate::internal_events as ev;
 use crate::log::embedded::{EmbeddedLog, EmbeddedReader};
 use crate::record::Record;
 use crate::record::{StoredRecord, WithHeaders};
+use low_priority::LowPriorityThread;
+
+mod low_priority;
 
 /// Dedup entries are pruned at most this often.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -83,6 +86,7 @@ impl EmbeddedStage {
             .append_with(Vec::new(), Box::new(progress::create_tables))
             .await?;
         let mut cursor = progress::cursor(reader.connection(), &self.cfg.group)?;
+        let low_priority = LowPriorityThread::spawn("hl7bridge-stage-low")?;
         let appended = self.log.appended();
         let mut last_prune = std::time::Instant::now()
             .checked_sub(PRUNE_EVERY)
@@ -114,12 +118,19 @@ impl EmbeddedStage {
                 } else {
                     self.batch
                 };
-                tokio::task::spawn_blocking(move || {
+                let job = move || {
                     let built = build(&reader, &stage, &cfg, cursor, batch, prune);
                     (reader, built)
-                })
-                .await
-                .map_err(|e| StageError::Setup(e.to_string()))?
+                };
+                // While yielding, mapped at idle CPU priority, so a waking
+                // ingest task never waits for the batch's time slice.
+                if yielding {
+                    low_priority.run(job).await?
+                } else {
+                    tokio::task::spawn_blocking(job)
+                        .await
+                        .map_err(|e| StageError::Setup(e.to_string()))?
+                }
             };
             reader = r;
             let batch = match built {

@@ -7,14 +7,19 @@
 //! the first waiting append, then every other append already queued (up to a
 //! bound), and commits them in one transaction. Under concurrent load many
 //! messages share one fsync; a lone message is committed at once, with no
-//! artificial delay.
+//! artificial delay. Derived work waits in a queue of its own, which the
+//! writer serves only when no ingest append waits.
 //!
 //! - [`schema`]: the tables;
 //! - [`writer`]: the writer thread's transactions;
+//! - [`header_json`]: the headers column;
 //! - [`reader`]: read-only access beside a running writer;
+//! - [`queue`]: ingest appends before derived work;
 //! - [`lock`]: one process per role per data directory.
 
+mod header_json;
 pub mod lock;
+mod queue;
 mod reader;
 pub mod retention;
 mod schema;
@@ -29,6 +34,7 @@ use futures::FutureExt;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use queue::{Next, Queues};
 pub use reader::EmbeddedReader;
 pub use schema::DB_FILE;
 use schema::SCHEMA;
@@ -59,6 +65,10 @@ impl EmbeddedConfig {
     }
 }
 
+/// Derived appends (the stage's batches, retention steps) that may wait for
+/// the writer: one stage and one retention sweep each keep one in flight.
+const DERIVED_QUEUE_DEPTH: usize = 16;
+
 /// Work another component commits in the same transaction as an append's
 /// records: the stage's cursor, outcome counts and dedup entries. What makes
 /// the embedded stage exactly-once without the store knowing the stage.
@@ -70,8 +80,15 @@ struct Append {
     reply: oneshot::Sender<Result<Vec<Position>, String>>,
 }
 
+/// The writer's two queues, sending side (see [`queue`]).
+#[derive(Clone)]
+struct Senders {
+    ingest: mpsc::Sender<Append>,
+    derived: mpsc::Sender<Append>,
+}
+
 pub struct EmbeddedLog {
-    tx: Mutex<Option<mpsc::Sender<Append>>>,
+    tx: Mutex<Option<Senders>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Signalled after each ingest commit, so an in-process stage picks new
     /// records up at once instead of on its next poll.
@@ -103,7 +120,9 @@ impl EmbeddedLog {
         conn.execute_batch(SCHEMA)?;
         schema::upgrade(&mut conn)?;
         let mut state = WriterState::load(&conn, cfg.partitions)?;
-        let (tx, mut rx) = mpsc::channel::<Append>(cfg.queue_depth.max(1));
+        let (ingest_tx, ingest_rx) = mpsc::channel::<Append>(cfg.queue_depth.max(1));
+        let (derived_tx, derived_rx) = mpsc::channel::<Append>(DERIVED_QUEUE_DEPTH);
+        let mut queues = Queues::new(ingest_rx, derived_rx);
         let max_batch = cfg.max_batch_records.max(1);
         let appended = std::sync::Arc::new(tokio::sync::Notify::new());
         let notify = appended.clone();
@@ -113,52 +132,54 @@ impl EmbeddedLog {
             .name("hl7bridge-store".into())
             .spawn(move || {
                 let mut conn = conn;
-                while let Some(first) = rx.blocking_recv() {
-                    let mut n = first.records.len();
-                    let mut group = vec![first];
-                    while n < max_batch {
-                        match rx.try_recv() {
-                            Ok(more) => {
+                while let Some(next) = queues.next() {
+                    match next {
+                        Next::Ingest(first) => {
+                            let mut n = first.records.len();
+                            let mut group = vec![first];
+                            while n < max_batch {
+                                let Some(more) = queues.more_ingest() else {
+                                    break;
+                                };
                                 n += more.records.len();
                                 group.push(more);
                             }
-                            Err(_) => break,
+                            tracing::trace!(appends = group.len(), records = n, "group commit");
+                            state.commit_and_reply(&mut conn, group);
+                            commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            notify.notify_one();
                         }
-                    }
-                    // Work beside the records can fail on its own (the stage's
-                    // cursor moved), so it gets its own transaction: never a
-                    // reason to NAK ingest.
-                    let (with_work, plain): (Vec<_>, Vec<_>) =
-                        group.into_iter().partition(|a| a.work.is_some());
-                    if !plain.is_empty() {
-                        tracing::trace!(appends = plain.len(), records = n, "group commit");
-                        state.commit_and_reply(&mut conn, plain);
-                        commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        notify.notify_one();
-                    }
-                    for a in with_work {
-                        // Work beside records is derived (the stage's outputs,
-                        // cursor and dedup entries; a retention step): after a
-                        // crash it is done again from the durable raw log. So
-                        // it commits without an fsync of its own. Its WAL
-                        // frames become durable with the next ingest commit,
-                        // whose fsync covers every frame before it, so a
-                        // crash loses a suffix of derived commits, never a
-                        // hole, and never an ACKed message.
-                        // (If NORMAL cannot be set, it commits at FULL: slower, as safe.)
-                        let _ = conn.pragma_update(None, "synchronous", "NORMAL");
-                        state.commit_and_reply(&mut conn, vec![a]);
-                        if let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
-                            // No ingest commit may run at NORMAL: stop the
-                            // writer, so every append gets an error (AE/CE).
-                            tracing::error!(error = %e, "cannot set the store back to synchronous=FULL; the writer stops");
-                            return;
+                        // Work beside the records can fail on its own (the
+                        // stage's cursor moved), so it gets its own
+                        // transaction: never a reason to NAK ingest.
+                        Next::Derived(a) => {
+                            // Derived work (the stage's outputs, cursor and
+                            // dedup entries; a retention step) is done again
+                            // from the durable raw log after a crash. So it
+                            // commits without an fsync of its own. Its WAL
+                            // frames become durable with the next ingest
+                            // commit, whose fsync covers every frame before
+                            // it, so a crash loses a suffix of derived
+                            // commits, never a hole, and never an ACKed
+                            // message. (If NORMAL cannot be set, it commits
+                            // at FULL: slower, as safe.)
+                            let _ = set_synchronous(&conn, SyncMode::Normal);
+                            state.commit_and_reply(&mut conn, vec![a]);
+                            if let Err(e) = set_synchronous(&conn, SyncMode::Full) {
+                                // No ingest commit may run at NORMAL: stop the
+                                // writer, so every append gets an error (AE/CE).
+                                tracing::error!(error = %e, "cannot set the store back to synchronous=FULL; the writer stops");
+                                return;
+                            }
                         }
                     }
                 }
             })?;
         Ok(Self {
-            tx: Mutex::new(Some(tx)),
+            tx: Mutex::new(Some(Senders {
+                ingest: ingest_tx,
+                derived: derived_tx,
+            })),
             writer: Mutex::new(Some(writer)),
             appended,
             ingest_commits,
@@ -166,7 +187,7 @@ impl EmbeddedLog {
     }
 
     /// Runs one step of a retention sweep in the writer's own transaction,
-    /// queued behind the appends already waiting.
+    /// after the ingest appends waiting (derived work).
     pub fn retention_step(
         &self,
         policy: std::sync::Arc<retention::Policy>,
@@ -210,6 +231,23 @@ impl EmbeddedLog {
     }
 }
 
+#[derive(Clone, Copy)]
+enum SyncMode {
+    Full,
+    Normal,
+}
+
+/// Sets `synchronous` with a cached statement: the writer switches it
+/// twice per derived commit, and `pragma_update` parses it every time.
+fn set_synchronous(conn: &Connection, mode: SyncMode) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(match mode {
+        SyncMode::Full => "PRAGMA synchronous = FULL",
+        SyncMode::Normal => "PRAGMA synchronous = NORMAL",
+    })?
+    .execute([])
+    .map(|_| ())
+}
+
 impl Drop for EmbeddedLog {
     fn drop(&mut self) {
         self.close();
@@ -235,6 +273,11 @@ impl EmbeddedLog {
         let tx = self.tx.lock().ok().and_then(|t| t.clone());
         async move {
             let tx = tx.ok_or(LogError::Closed)?;
+            let tx = if work.is_some() {
+                tx.derived
+            } else {
+                tx.ingest
+            };
             let (reply, rx) = oneshot::channel();
             tx.send(Append {
                 records,

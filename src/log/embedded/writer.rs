@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::Append;
+use super::{header_json, Append};
 use crate::log::partitioner::partition_for_key;
 use crate::record::Position;
 
@@ -115,7 +115,7 @@ impl WriterState {
         let mut added: Vec<i64> = Vec::new();
         let mut positions = Vec::with_capacity(group.iter().map(|a| a.records.len()).sum());
         // Header JSON, written into one buffer reused across the group.
-        let mut headers = Vec::with_capacity(1024);
+        let mut headers = String::with_capacity(1024);
         {
             let mut insert = conn.prepare_cached(
                 "INSERT INTO records (topic, partition, offset, timestamp_ms, key, headers, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -179,11 +179,8 @@ impl WriterState {
                         }),
                 };
                 headers.clear();
-                serde_json::to_writer(&mut headers, &r.headers)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
-                // serde_json writes UTF-8 only.
-                let headers = std::str::from_utf8(&headers)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+                header_json::write(&mut headers, &r.headers);
+                let headers = headers.as_str();
                 insert.execute(params![
                     r.topic,
                     partition,
