@@ -14,6 +14,8 @@ pub const ACKS_SENT: &str = "hl7bridge_acks_total";
 pub const NAKS: &str = "hl7bridge_naks_total";
 pub const ACK_LATENCY: &str = "hl7bridge_ack_latency_seconds";
 pub const STORE_COMMIT: &str = "hl7bridge_store_commit_seconds";
+pub const GROUP_COMMITS: &str = "hl7bridge_store_group_commits_total";
+pub const GROUP_APPENDS: &str = "hl7bridge_store_group_appends_total";
 pub const STORE_FAILURES: &str = "hl7bridge_store_failures_total";
 pub const DLQ_RECORDS: &str = "hl7bridge_dlq_records_total";
 pub const JUNK_BYTES: &str = "hl7bridge_junk_bytes_total";
@@ -83,6 +85,20 @@ impl StoreCommitted {
         if !self.ok {
             counter!(STORE_FAILURES, "backend" => self.backend).increment(1);
         }
+    }
+}
+
+/// The embedded store's writer committed one group of ingest appends in one
+/// transaction and one fsync. appends / commits is the mean group size: how
+/// many messages share an fsync at the current load.
+pub struct GroupCommitted {
+    pub appends: usize,
+}
+
+impl GroupCommitted {
+    pub fn emit(&self) {
+        counter!(GROUP_COMMITS).increment(1);
+        counter!(GROUP_APPENDS).increment(self.appends as u64);
     }
 }
 

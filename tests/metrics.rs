@@ -96,6 +96,10 @@ async fn metrics_count_messages_acks_naks_and_the_stage_and_health_is_reported()
         ),
         5.0
     );
+    // Every stored message, the rejected one's DLQ record included, went
+    // through a group commit; sent one at a time, each had its own fsync.
+    assert_eq!(value(&m, "hl7bridge_store_group_appends_total"), 5.0);
+    assert_eq!(value(&m, "hl7bridge_store_group_commits_total"), 5.0);
     assert_eq!(
         value(
             &m,

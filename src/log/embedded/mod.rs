@@ -145,6 +145,10 @@ impl EmbeddedLog {
                                 group.push(more);
                             }
                             tracing::trace!(appends = group.len(), records = n, "group commit");
+                            crate::internal_events::GroupCommitted {
+                                appends: group.len(),
+                            }
+                            .emit();
                             state.commit_and_reply(&mut conn, group);
                             commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             notify.notify_one();
