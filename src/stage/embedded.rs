@@ -97,18 +97,30 @@ impl EmbeddedStage {
         tracing::info!(group = %self.cfg.group, cursor, "transform stage started on the embedded store");
         let mut lag = 0u64;
         let mut yielding = false;
+        // (cursor, id): at that cursor, no input record exists up to that
+        // store id. Outputs are written after their inputs, so once the
+        // stage has caught up, everything after its cursor is its own
+        // output; without this, every idle poll would scan all of it again
+        // (the records table has no topic index, to keep ingest commits
+        // cheap), a core's worth of reads after a large backlog. Valid only
+        // at that cursor: a commit or a reload starts from the cursor again.
+        let mut idle_at: Option<(i64, i64)> = None;
         while !shutdown.is_cancelled() {
             let started = std::time::Instant::now();
             let ingest_before = self.log.ingest_commits();
             let prune = last_prune.elapsed() >= PRUNE_EVERY;
+            let read_from = match idle_at {
+                Some((at, high)) if at == cursor => high.max(cursor),
+                _ => cursor,
+            };
             if last_lag.elapsed() >= LAG_EVERY {
                 last_lag = std::time::Instant::now();
-                if let Ok(n) = reader.count_after(&self.cfg.inputs, cursor) {
+                if let Ok(n) = reader.count_after(&self.cfg.inputs, read_from) {
                     ev::TransformLag(n).emit();
                     lag = n;
                 }
             }
-            let (r, built) = {
+            let (r, built, high) = {
                 let stage = self.stage.clone();
                 let cfg = self.cfg.clone();
                 // While yielding, small batches: each commit holds the one
@@ -119,8 +131,12 @@ impl EmbeddedStage {
                     self.batch
                 };
                 let job = move || {
-                    let built = build(&reader, &stage, &cfg, cursor, batch, prune);
-                    (reader, built)
+                    // Read before the inputs: any record committed after it
+                    // has a higher id, so an empty read below proves there
+                    // is no input up to it.
+                    let high = reader.max_id();
+                    let built = build(&reader, &stage, &cfg, cursor, read_from, batch, prune);
+                    (reader, built, high)
                 };
                 // While yielding, mapped at idle CPU priority, so a waking
                 // ingest task never waits for the batch's time slice.
@@ -136,6 +152,9 @@ impl EmbeddedStage {
             let batch = match built {
                 Ok(Some(b)) => b,
                 Ok(None) => {
+                    if let Ok(high) = high {
+                        idle_at = Some((cursor, high.max(read_from)));
+                    }
                     // Woken by an in-process append; the poll catches appends
                     // from another process (`transform --data-dir` beside `serve`).
                     tokio::select! {
@@ -210,17 +229,20 @@ async fn backoff(shutdown: &CancellationToken) {
     }
 }
 
-/// Reads up to `limit` input records after `cursor` and maps them. `None`
+/// Reads up to `limit` input records after store id `read_from` (the
+/// cursor, or past the stage's own outputs when it knows no input is
+/// there) and maps them; the commit moves the cursor from `cursor`. `None`
 /// when there is nothing new.
 fn build(
     reader: &EmbeddedReader,
     stage: &Stage,
     cfg: &StageConfig,
     cursor: i64,
+    read_from: i64,
     limit: usize,
     prune: bool,
 ) -> Result<Option<Batch>, StageError> {
-    let inputs = reader.read_topics(&cfg.inputs, cursor, limit.max(1))?;
+    let inputs = reader.read_topics(&cfg.inputs, read_from, limit.max(1))?;
     let Some(last) = inputs.last() else {
         return Ok(None);
     };

@@ -122,6 +122,18 @@ impl EmbeddedReader {
         .query_row(params![list, after_id], |r| r.get::<_, i64>(0))? as u64)
     }
 
+    /// The highest store id of any record (0 when empty), from the end of
+    /// the table's B-tree: no scan. Ids only grow (retention never deletes
+    /// the newest record), so every record committed after this read has a
+    /// higher id.
+    pub fn max_id(&self) -> Result<i64, LogError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT MAX(id) FROM records")?
+            .query_row([], |r| r.get::<_, Option<i64>>(0))?
+            .unwrap_or(0))
+    }
+
     /// The highest store id of a topic (0 when empty): where `tail` starts when following.
     pub fn last_id(&self, topic: &str) -> Result<i64, LogError> {
         Ok(self

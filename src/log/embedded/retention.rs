@@ -190,6 +190,12 @@ pub fn step(
     sweep: &mut Sweep,
 ) -> Result<Step, rusqlite::Error> {
     let floor = stage_floor(conn)?;
+    // The newest record stays, whatever its age: a new record's id is the
+    // highest id plus one, so deleting the newest could hand out an id
+    // again, one at or below the stage's cursor, and the stage would never
+    // read that input.
+    let newest: i64 =
+        conn.query_row("SELECT COALESCE(MAX(id), 0) FROM records", [], |r| r.get(0))?;
     let mut bytes = class_bytes(conn, &policy.classes)?;
     let cutoff = |class: Class| {
         policy
@@ -249,7 +255,7 @@ pub fn step(
             }
             let expired = cutoff(class).is_some_and(|c| ts < c);
             let unprocessed = class == Class::Raw && id > floor;
-            if unprocessed || !(expired || over_cap(&bytes, class)) {
+            if unprocessed || id >= newest || !(expired || over_cap(&bytes, class)) {
                 sweep.blocked.insert(key);
                 continue;
             }
@@ -318,6 +324,13 @@ mod tests {
             fhir,
             dlq_max_age: Some(Duration::from_secs(dlq_days * 86_400)),
         })
+    }
+
+    /// A young record written last: retention never deletes the newest
+    /// record (its id must not be handed out again), so the tests that
+    /// expect every old record to go end with one of these.
+    fn newest() -> Record {
+        rec("fhir.patient", 0, b"young")
     }
 
     /// FHIR kept 7 days, dead letters 30, raw forever.
@@ -409,6 +422,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_newest_record_stays_so_a_store_id_is_never_handed_out_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap();
+        // Three raw records past the age, all processed: store ids 1..=3.
+        log.append((0..3).map(|_| rec("hl7v2.oru", 10, b"MSH|x")).collect())
+            .await
+            .unwrap();
+        set_stage_cursor(dir.path(), 3);
+        let p = policy(
+            Limits {
+                max_age: days(7),
+                max_bytes: None,
+            },
+            Limits::default(),
+            30,
+        );
+        // Deleting id 3 too would make the next record id 1 again, below
+        // the stage's cursor, where the stage would never read it.
+        assert_eq!(sweep(&log, &p).await.get(&Class::Raw), Some(&2));
+        log.append(vec![rec("hl7v2.oru", 0, b"MSH|y")])
+            .await
+            .unwrap();
+        let r = EmbeddedReader::open(dir.path()).unwrap();
+        let after_cursor = r.read_topics(&["hl7v2.oru".into()], 3, 10).unwrap();
+        assert_eq!(after_cursor.len(), 1, "the new record is after the cursor");
+        assert_eq!(after_cursor[0].id, 4);
+    }
+
+    #[tokio::test]
     async fn a_byte_cap_deletes_the_oldest_records_until_the_class_fits() {
         let dir = tempfile::tempdir().unwrap();
         let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap();
@@ -447,6 +489,7 @@ mod tests {
             rec("fhir.dlq", 40, b"old"),
             rec("hl7v2.dlq", 10, b"young"),
             rec("fhir.observation", 10, b"obs"),
+            newest(),
         ])
         .await
         .unwrap();
@@ -468,6 +511,7 @@ mod tests {
         log.append((0..n).map(|_| rec("fhir.encounter", 9, b"e")).collect())
             .await
             .unwrap();
+        log.append(vec![newest()]).await.unwrap();
         let p = fhir_for_7_days();
         assert_eq!(sweep(&log, &p).await.get(&Class::Fhir), Some(&(n as u64)));
         assert!(offsets(dir.path(), "fhir.encounter").is_empty());
@@ -503,6 +547,7 @@ mod tests {
         log.append((0..500).map(|_| rec("fhir.observation", 9, V)).collect())
             .await
             .unwrap();
+        log.append(vec![newest()]).await.unwrap();
         let pages = |dir: &std::path::Path| -> (i64, i64) {
             let c = log_conn(dir);
             let c = c.connection();
