@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::process::{bin, Bridge};
+use common::process::{bin, spawn_transform, Bridge};
 use common::rng::Rng;
 use common::stage::{expected_output_count, inputs, output_id, outputs, wait_for_stage, OutputId};
 use common::tansu::Tansu;
@@ -513,25 +513,6 @@ async fn recover_from_tansu_panics(
     bridge
 }
 
-fn spawn_transform(dir: &Path) -> std::process::Child {
-    Command::new(bin())
-        .args([
-            "transform",
-            "--registry-listen",
-            "",
-            "--metrics-listen",
-            "",
-            "--batch",
-            "16",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 /// `transform --data-dir` SIGKILLed repeatedly while `serve --no-transform`
 /// keeps storing messages from 4 connections: the FHIR outputs come out
 /// exactly once each (stage_embedded.rs covers kills of a finished backlog).
@@ -546,7 +527,7 @@ async fn transform_sigkilled_under_load_embedded_outputs_exactly_once() {
     let mut kills = Vec::new();
     for _ in 0..4 {
         let before = outputs(&reader).len();
-        let mut child = spawn_transform(dir.path());
+        let mut child = spawn_transform(dir.path(), &["--batch", "16"]);
         let start = Instant::now();
         while outputs(&reader).len() < before + 10 {
             assert!(start.elapsed() < PROGRESS, "the transform made no progress");
@@ -561,7 +542,7 @@ async fn transform_sigkilled_under_load_embedded_outputs_exactly_once() {
         kills.push((delay, outputs(&reader).len(), load.accepted()));
     }
     // The last restart runs while the load goes on, then drains the rest.
-    let mut child = spawn_transform(dir.path());
+    let mut child = spawn_transform(dir.path(), &["--batch", "16"]);
     load.wait_for_accepted(25, PROGRESS).await;
     let histories = load.finish().await;
     block_in_place(|| wait_for_stage(dir.path(), GROUP, Duration::from_secs(120)));

@@ -8,7 +8,7 @@ use hl7bridge::record::WithHeaders;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::process::{bin, Bridge};
+use common::process::{bin, spawn_transform, Bridge};
 use common::stage::*;
 use common::{adt, contains_whole, fixtures_dir, oru, Client};
 use hl7bridge::log::embedded::EmbeddedReader;
@@ -270,24 +270,7 @@ async fn transform_killed_mid_stream_emits_every_output_exactly_once() {
         .iter()
         .map(|r| expected_output_count(&r.value))
         .sum();
-    let spawn = || {
-        std::process::Command::new(bin())
-            .args([
-                "transform",
-                "--registry-listen",
-                "",
-                "--metrics-listen",
-                "",
-                "--batch",
-                "16",
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || spawn_transform(dir.path(), &["--batch", "16"]);
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -340,22 +323,7 @@ async fn a_power_cut_after_unsynced_stage_commits_loses_only_work_the_stage_redo
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let bridge = Bridge::serve(&data, &["--no-transform"]);
-    let transform = |data: &std::path::Path| {
-        std::process::Command::new(bin())
-            .args([
-                "transform",
-                "--registry-listen",
-                "",
-                "--metrics-listen",
-                "",
-                "--data-dir",
-            ])
-            .arg(data)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let transform = |data: &std::path::Path| spawn_transform(data, &[]);
     let batch = |name: &str, n: usize| -> Vec<Vec<u8>> {
         (0..n)
             .map(|i| oru(&format!("{name}-{i}"), &format!("P{}", i % 7), 1 + i % 4))

@@ -26,6 +26,20 @@ pub fn serve_command(data_dir: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
+/// `hl7bridge transform --data-dir` on `data_dir` with `extra` flags, its
+/// listeners off and its output discarded: the stage as its own process.
+pub fn spawn_transform(data_dir: &Path, extra: &[&str]) -> Child {
+    Command::new(bin())
+        .args(["transform", "--registry-listen", "", "--metrics-listen", ""])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start hl7bridge transform")
+}
+
 pub struct Bridge {
     pub child: Child,
     pub addr: SocketAddr,

@@ -345,6 +345,18 @@ mod tests {
         )
     }
 
+    /// Raw kept 7 days, FHIR forever, dead letters 30.
+    fn raw_for_7_days() -> Arc<Policy> {
+        policy(
+            Limits {
+                max_age: days(7),
+                max_bytes: None,
+            },
+            Limits::default(),
+            30,
+        )
+    }
+
     fn days(n: u64) -> Option<Duration> {
         Some(Duration::from_secs(n * 86_400))
     }
@@ -392,14 +404,7 @@ mod tests {
         log.append((0..6).map(|_| rec("hl7v2.oru", 10, b"MSH|x")).collect())
             .await
             .unwrap();
-        let p = policy(
-            Limits {
-                max_age: days(7),
-                max_bytes: None,
-            },
-            Limits::default(),
-            30,
-        );
+        let p = raw_for_7_days();
 
         // No stage has run: every raw record stays, whatever its age.
         assert_eq!(sweep(&log, &p).await.get(&Class::Raw), None);
@@ -430,14 +435,7 @@ mod tests {
             .await
             .unwrap();
         set_stage_cursor(dir.path(), 3);
-        let p = policy(
-            Limits {
-                max_age: days(7),
-                max_bytes: None,
-            },
-            Limits::default(),
-            30,
-        );
+        let p = raw_for_7_days();
         // Deleting id 3 too would make the next record id 1 again, below
         // the stage's cursor, where the stage would never read it.
         assert_eq!(sweep(&log, &p).await.get(&Class::Raw), Some(&2));
